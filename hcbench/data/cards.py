@@ -1,0 +1,163 @@
+"""Dataset cards (``datasets/<name>.yaml``): layout, split sizes, names, license, citation.
+
+A card is validated by pydantic when loaded. ``format`` names the reader registered in
+``hcbench.registry.DATASETS``; each split lists the files the reader needs as
+``role: relative/path`` (the roles a reader uses are documented on the reader).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hcbench.data.types import (
+    AttributeMeta,
+    DetectionMeta,
+    Family,
+    KeypointMeta,
+    ParsingMeta,
+    ReIDMeta,
+)
+
+
+class DatasetCardError(ValueError):
+    pass
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeypointSpec(_M):
+    names: list[str]
+    flip_pairs: list[tuple[int, int]] = Field(default_factory=list)
+    skeleton: list[tuple[int, int]] = Field(default_factory=list)
+    sigmas: list[float] = Field(default_factory=list)
+    upper_body: list[int] = Field(default_factory=list)
+    lower_body: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KeypointSpec:
+        k = len(self.names)
+        if self.sigmas and len(self.sigmas) != k:
+            raise ValueError(f"{len(self.sigmas)} sigmas for {k} keypoints")
+        for a, b in [*self.flip_pairs, *self.skeleton]:
+            if not (0 <= a < k and 0 <= b < k):
+                raise ValueError(f"keypoint pair ({a}, {b}) out of range for {k} keypoints")
+        return self
+
+
+class SplitSpec(_M):
+    files: dict[str, str]  # role -> path relative to the dataset root
+    size: int | None = Field(None, ge=0)  # expected number of records (persons/images)
+    note: str = ""
+
+
+class DatasetCard(_M):
+    name: str
+    family: Family
+    format: str
+    description: str = ""
+    homepage: str = ""
+    obtain: str = ""  # how users get the data (registration, download page)
+    license: str = ""
+    citation: str = ""
+    synthetic: bool = False
+    splits: dict[str, SplitSpec]
+    keypoints: KeypointSpec | None = None
+    classes: list[str] | None = None
+    class_flip_pairs: list[tuple[int, int]] = Field(default_factory=list)
+    label_map: dict[int, int] | None = None  # raw label value -> train id (others ignored)
+    attributes: list[str] | None = None
+    num_cameras: int | None = None
+    options: dict[str, Any] = Field(default_factory=dict)  # reader-specific (e.g. protocol variant)
+
+    @model_validator(mode="after")
+    def _family_fields(self) -> DatasetCard:
+        need = {"pose": "keypoints", "parsing": "classes", "attributes": "attributes"}.get(self.family)
+        if need and getattr(self, need) is None:
+            raise ValueError(f"a {self.family} dataset card needs '{need}'")
+        return self
+
+    def meta(self) -> KeypointMeta | ParsingMeta | DetectionMeta | ReIDMeta | AttributeMeta:
+        if self.family == "pose":
+            k = self.keypoints
+            assert k is not None
+            return KeypointMeta(self.name, tuple(k.names), tuple(map(tuple, k.flip_pairs)),
+                                tuple(map(tuple, k.skeleton)), tuple(k.sigmas), tuple(k.upper_body),
+                                tuple(k.lower_body))
+        if self.family == "parsing":
+            lm = tuple(sorted(self.label_map.items())) if self.label_map else None
+            return ParsingMeta(self.name, tuple(self.classes or ()), tuple(map(tuple, self.class_flip_pairs)),
+                               label_map=lm)
+        if self.family == "attributes":
+            return AttributeMeta(self.name, tuple(self.attributes or ()))
+        if self.family == "reid":
+            return ReIDMeta(self.name, self.num_cameras or 0)
+        return DetectionMeta(self.name)
+
+    def split(self, split: str) -> SplitSpec:
+        if split not in self.splits:
+            raise DatasetCardError(f"dataset {self.name!r} has no split {split!r}; splits: {sorted(self.splits)}")
+        return self.splits[split]
+
+
+def datasets_dir() -> Path:
+    env = os.environ.get("HCBENCH_DATASETS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "datasets"
+
+
+def load_dataset_card(path: str | Path) -> DatasetCard:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+        card = DatasetCard.model_validate(data)
+    except (yaml.YAMLError, ValidationError) as e:
+        raise DatasetCardError(f"{path}: invalid dataset card:\n{e}") from e
+    if card.name != path.stem:
+        raise DatasetCardError(f"{path}: card name {card.name!r} must equal the file name {path.stem!r}")
+    return card
+
+
+@lru_cache(maxsize=None)
+def _all(root: str) -> dict[str, DatasetCard]:
+    return {p.stem: load_dataset_card(p) for p in sorted(Path(root).glob("*.yaml"))}
+
+
+def list_dataset_cards() -> list[DatasetCard]:
+    return list(_all(str(datasets_dir())).values())
+
+
+def get_dataset_card(name: str) -> DatasetCard:
+    cards = _all(str(datasets_dir()))
+    if name not in cards:
+        close = difflib.get_close_matches(name, list(cards), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(cards))}"
+        raise DatasetCardError(f"unknown dataset {name!r}{hint}")
+    return cards[name]
+
+
+def dataset_root(name: str, root: str | Path | None = None) -> Path:
+    """``--root`` if given, else ``$HCBENCH_DATA/<name>``."""
+    if root is not None:
+        return Path(root)
+    base = os.environ.get("HCBENCH_DATA")
+    if not base:
+        raise DatasetCardError(f"no data root for {name!r}: pass --root DIR or set $HCBENCH_DATA")
+    return Path(base) / name
+
+
+def read_split(name: str, split: str, root: str | Path | None = None, *, limit: int | None = None):
+    """Read one split of a dataset through its card's reader: the one entry point adapters use."""
+    from hcbench.registry import DATASETS
+
+    card = get_dataset_card(name)
+    card.split(split)
+    reader = DATASETS.get(card.format)
+    return reader(dataset_root(name, root), split, card, limit=limit)

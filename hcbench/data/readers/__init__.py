@@ -1,0 +1,8 @@
+"""Readers of the real on-disk formats, registered in ``hcbench.registry.DATASETS`` by format name.
+
+Each reader is ``read(root: Path, split: str, card: DatasetCard, *, limit: int | None = None)
+-> DatasetSplit`` and raises :class:`hcbench.data.types.DataFormatError` naming the file and
+record at fault.
+"""
+
+from hcbench.data.readers import attributes, coco, detection, mpii, parsing, reid  # noqa: F401

@@ -1,0 +1,1 @@
+"""In-harness pretraining (DPAL, SAIP, baselines)."""
