@@ -69,7 +69,7 @@ def cmd_data_synth(args) -> int:
 
 # --------------------------------------------------------------------------- score
 def cmd_score(args) -> int:
-    from hcbench.metrics import score as S
+    from hcbench import score as S
 
     if args.family == "pose":
         out = S.score_pose(args.gt, args.pred, sigmas=args.sigmas, backend=args.backend)
