@@ -1,0 +1,160 @@
+"""Heatmap encoding and decoding for top-down pose (UDP Gaussian targets, DARK-UDP decoding).
+
+Coordinate conventions (all in pixel *indices*, x right, y down):
+
+* **input** coordinates: pixels of the network input crop of size ``W x H``;
+* **heatmap** coordinates: pixels of the ``w x h`` heatmap (``w = W / stride``).
+
+Encoding follows UDP ("unbiased data processing", Huang et al., CVPR 2020): the two grids are
+aligned at their *end points*, ``x_hm = x_in * (w - 1) / (W - 1)``, and the Gaussian is centred
+at the exact (sub-pixel) keypoint, not at a rounded one. Only the window within ``3 sigma`` of
+the rounded centre is non-zero, as in the reference implementation (mmpose ``UDPHeatmap``).
+
+Decoding is the argmax followed by the DARK sub-pixel refinement in its UDP form (Zhang et al.,
+CVPR 2020; mmpose ``refine_keypoints_dark_udp``): the heatmap is smoothed with a Gaussian
+kernel (size 11 by default, OpenCV's sigma rule), the log taken, and one Newton step
+``-H^-1 g`` is made from the argmax using central finite differences. On a noise-free Gaussian
+the log-heatmap is exactly quadratic, so the step lands on the true centre.
+
+Flip test: because UDP aligns pixel ``0`` with pixel ``0`` and ``W - 1`` with ``w - 1``, the
+heatmaps of a horizontally flipped crop are aligned with the original ones by a plain array
+flip plus the left/right channel swap; no one-pixel shift is applied (that shift belongs to
+the biased, non-UDP encoding).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def heatmap_scale(input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.ndarray:
+    """Factor ``(sx, sy)`` with ``x_in = x_hm * sx``; sizes are ``(W, H)`` and ``(w, h)``."""
+    (W, H), (w, h) = input_size, heatmap_size
+    if min(w, h) < 2:
+        raise ValueError(f"heatmap size {heatmap_size} is too small for UDP (needs >= 2 pixels per side)")
+    return np.array([(W - 1) / (w - 1), (H - 1) / (h - 1)], dtype=np.float32)
+
+
+def encode_udp(keypoints: np.ndarray, visible: np.ndarray, input_size: tuple[int, int],
+               heatmap_size: tuple[int, int], sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """UDP Gaussian heatmaps for one instance.
+
+    ``keypoints``: ``(K, 2)`` in input coordinates; ``visible``: ``(K,)``, > 0 where annotated.
+    Returns ``heatmaps (K, h, w)`` float32 in [0, 1] and ``weights (K,)`` float32 in {0, 1};
+    a keypoint whose Gaussian window lies wholly outside the heatmap gets weight 0.
+    """
+    w, h = heatmap_size
+    k = len(keypoints)
+    mu = np.asarray(keypoints, dtype=np.float32) / heatmap_scale(input_size, heatmap_size)
+    weights = (np.asarray(visible, dtype=np.float32).reshape(k) > 0).astype(np.float32)
+    radius = 3 * sigma
+    centre = np.floor(mu + 0.5)
+    inside = ((centre[:, 0] - radius < w) & (centre[:, 0] + radius >= 0)
+              & (centre[:, 1] - radius < h) & (centre[:, 1] + radius >= 0))
+    weights *= inside
+    xs = np.arange(w, dtype=np.float32)[None, None, :]
+    ys = np.arange(h, dtype=np.float32)[None, :, None]
+    dx = xs - mu[:, 0, None, None]
+    dy = ys - mu[:, 1, None, None]
+    heat = np.exp(-(dx**2 + dy**2) / (2.0 * sigma**2))
+    window = ((np.abs(xs - centre[:, 0, None, None]) <= radius)
+              & (np.abs(ys - centre[:, 1, None, None]) <= radius))
+    heat = heat * window * weights[:, None, None]
+    return heat.astype(np.float32), weights
+
+
+def _blur_kernel(size: int) -> torch.Tensor:
+    # OpenCV's rule for GaussianBlur(ksize, sigma=0), which the reference decoder uses
+    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _gaussian_blur(heatmaps: torch.Tensor, size: int) -> torch.Tensor:
+    """Separable Gaussian blur of ``B x K x h x w``; zero borders, as the reference decoder pads."""
+    b, k, h, w = heatmaps.shape
+    g = _blur_kernel(size).to(heatmaps)
+    x = heatmaps.reshape(b * k, 1, h, w)
+    pad = size // 2
+    x = F.conv2d(x, g.view(1, 1, 1, -1), padding=(0, pad))
+    x = F.conv2d(x, g.view(1, 1, -1, 1), padding=(pad, 0))
+    return x.reshape(b, k, h, w)
+
+
+def heatmap_argmax(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer argmax ``(B, K, 2)`` as ``(x, y)`` float and the maximum ``(B, K)``."""
+    b, k, h, w = heatmaps.shape
+    vals, idx = heatmaps.reshape(b, k, -1).max(dim=-1)
+    xy = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], dim=-1).to(heatmaps.dtype)
+    return xy, vals
+
+
+def refine_dark(heatmaps: torch.Tensor, coords: torch.Tensor, blur_kernel: int = 11) -> torch.Tensor:
+    """DARK(-UDP) Newton step from integer ``coords (B, K, 2)`` on the smoothed log-heatmap."""
+    b, k, h, w = heatmaps.shape
+    hm = heatmaps.float()
+    if blur_kernel and blur_kernel > 1:
+        hm = _gaussian_blur(hm, blur_kernel)
+    logh = torch.log(hm.clamp(1e-3, 50.0))
+    # edge-replicated padding so that finite differences at the border stay defined
+    logp = F.pad(logh.reshape(b * k, 1, h, w), (1, 1, 1, 1), mode="replicate").reshape(b, k, h + 2, w + 2)
+    x = coords[..., 0].long().clamp(0, w - 1) + 1
+    y = coords[..., 1].long().clamp(0, h - 1) + 1
+
+    def at(dy: int, dx: int) -> torch.Tensor:
+        return torch.gather(logp.reshape(b, k, -1), 2, ((y + dy) * (w + 2) + (x + dx)).unsqueeze(-1)).squeeze(-1)
+
+    c = at(0, 0)
+    gx = 0.5 * (at(0, 1) - at(0, -1))
+    gy = 0.5 * (at(1, 0) - at(-1, 0))
+    hxx = at(0, 1) - 2 * c + at(0, -1)
+    hyy = at(1, 0) - 2 * c + at(-1, 0)
+    hxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
+    det = hxx * hyy - hxy**2
+    # a Newton step is only meaningful at a proper maximum (negative-definite Hessian)
+    ok = (det > 1e-6) & (hxx < 0)
+    safe = torch.where(ok, det, torch.ones_like(det))
+    step_x = -(hyy * gx - hxy * gy) / safe
+    step_y = -(-hxy * gx + hxx * gy) / safe
+    step = torch.stack([step_x, step_y], dim=-1)
+    step = torch.where(ok.unsqueeze(-1), step.clamp(-1.0, 1.0), torch.zeros_like(step))
+    return coords.float() + step
+
+
+def decode_heatmaps(heatmaps: torch.Tensor, input_size: tuple[int, int], *, refine: str = "dark",
+                    blur_kernel: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keypoints ``(B, K, 2)`` in *input* coordinates and their scores ``(B, K)`` (heatmap maxima).
+
+    ``refine``: ``"dark"`` (DARK-UDP, the default) or ``"none"`` (integer argmax).
+    """
+    b, k, h, w = heatmaps.shape
+    coords, scores = heatmap_argmax(heatmaps)
+    if refine == "dark":
+        coords = refine_dark(heatmaps, coords, blur_kernel)
+    elif refine != "none":
+        raise ValueError(f"unknown heatmap refinement {refine!r}; use 'dark' or 'none'")
+    scale = torch.as_tensor(heatmap_scale(input_size, (w, h)), device=coords.device)
+    return coords * scale, scores
+
+
+def flip_back(heatmaps: torch.Tensor, flip_index: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Heatmaps predicted on a horizontally flipped crop, brought back into the original frame."""
+    idx = torch.as_tensor(np.asarray(flip_index), dtype=torch.long, device=heatmaps.device)
+    return heatmaps.flip(-1).index_select(1, idx)
+
+
+def affine_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a ``2 x 3`` affine matrix to ``(..., 2)`` points."""
+    pts = np.asarray(points, dtype=np.float64)
+    m = np.asarray(matrix, dtype=np.float64)
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a ``2 x 3`` affine matrix."""
+    full = np.vstack([np.asarray(matrix, dtype=np.float64), [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+

@@ -1,0 +1,16 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_SAMPLES = REPO.parent / "shared" / "real-samples"
+
+
+@pytest.fixture(scope="session")
+def real_samples() -> Path:
+    if not REAL_SAMPLES.is_dir():
+        pytest.skip(f"real sample files not found at {REAL_SAMPLES}")
+    return REAL_SAMPLES
