@@ -195,8 +195,8 @@ def _notes(board: Board, rows: list[str], cols: list[Column], fmt: str) -> list[
     bold, under = ((r"\textbf{bold}", r"\underline{underlined}") if fmt == "latex" else ("**bold**", "<u>underlined</u>"))
     notes = [f"Values in {pct} ({board.tier} tier). Best per column in {bold}, second {under}."]
     if any(c.is_mean for c in cols):
-        extra = f"; {arrow} metrics (lower is better) enter as 100 $-$ x" if fmt == "latex" and lower else (
-            f"; {arrow} metrics (lower is better) enter as 100 − x" if lower else "")
+        minus = "$100 - x$" if fmt == "latex" else "100 − x"
+        extra = f"; {arrow} metrics (lower is better) enter as {minus}" if lower else ""
         notes[-1] += f" Means are over the primary metrics{extra}."
     missing = _missing(board, rows)
     if missing:
@@ -224,7 +224,7 @@ def _latex(board: Board, rows: list[str], cols: list[Column], metrics: str) -> s
     while i < n:
         c = cols[i]
         if c.is_mean:
-            head2.append("Mean")
+            head2.append("Mean")  # row 3 says which: "all" for the overall mean
             i += 1
             continue
         j = i
@@ -232,10 +232,12 @@ def _latex(board: Board, rows: list[str], cols: list[Column], metrics: str) -> s
             j += 1
         label = _latex_escape(_card_label(c.card))
         head2.append(label if j == i else r"\multicolumn{%d}{c}{%s}" % (j - i + 1, label))
+        head2 += [""] * (j - i)  # placeholders that line() drops under the multicolumn
         if j > i:
             rules2.append(r"\cmidrule(lr){%d-%d}" % (off + i, off + j))
         i = j + 1
-    head3 = ["", "(M)", "(G)"] + [_metric_label(c.metric, "latex") if c.metric else "" for c in cols]
+    head3 = ["", "(M)", "(G)"] + [_metric_label(c.metric, "latex") if c.metric else ("" if c.family else "all")
+                                  for c in cols]
 
     def line(cells: list[str]) -> str:
         # drop the empty cells a multicolumn swallowed
@@ -291,7 +293,7 @@ def _markdown(board: Board, rows: list[str], cols: list[Column]) -> str:
     header = ["Backbone", "Params (M)", "FLOPs (G)"]
     for c in cols:
         if c.is_mean:
-            header.append(f"{FAMILY_LABELS.get(c.family, c.family)} mean" if c.family else "Mean")
+            header.append(f"{FAMILY_LABELS.get(c.family, c.family)} mean" if c.family else "Mean (all)")
         else:
             header.append(f"{_md_escape(_card_label(c.card))} {_metric_label(c.metric, 'markdown')}")
     lines = ["| " + " | ".join(header) + " |", "|:---|" + "---:|" * (len(header) - 1)]

@@ -1,0 +1,80 @@
+"""Progress display: rich bars (epoch/iteration, throughput, ETA, losses) on a TTY; plain,
+parseable lines otherwise or with ``--quiet``. Only rank 0 prints."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _Task:
+    name: str
+    total: int
+    completed: int
+    unit: str
+    per_step: int
+    started: float = field(default_factory=time.perf_counter)
+    start_completed: int = 0
+    last_print: float = 0.0
+    rich_id: object = None
+
+
+class Progress:
+    def __init__(self, enabled: bool = True, plain: bool | None = None):
+        from hcbench.engine import distributed as D
+
+        self.enabled = enabled and D.is_main()
+        quiet = os.environ.get("HCBENCH_QUIET") == "1"
+        self.plain = plain if plain is not None else (quiet or not sys.stderr.isatty())
+        self._rich = None
+        if self.enabled and not self.plain:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self._rich = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
+                                      TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
+            self._rich.start()
+
+    def log(self, msg: str) -> None:
+        if not self.enabled:
+            return
+        if self._rich is not None:
+            self._rich.console.print(msg)
+        else:
+            print(msg, file=sys.stderr, flush=True)
+
+    def task(self, name: str, total: int, completed: int = 0, unit: str = "it", per_step: int = 1) -> _Task:
+        t = _Task(name, total, completed, unit, per_step, start_completed=completed)
+        if self._rich is not None:
+            t.rich_id = self._rich.add_task(name, total=total, completed=completed, rate="", info="")
+        return t
+
+    def advance(self, t: _Task, n: int = 1, losses: dict | None = None, lr: float | None = None) -> None:
+        t.completed += n
+        if not self.enabled:
+            return
+        elapsed = max(time.perf_counter() - t.started, 1e-9)
+        rate = (t.completed - t.start_completed) * t.per_step / elapsed
+        info = " ".join(f"{k}={v:.4g}" for k, v in (losses or {}).items())
+        if lr is not None:
+            info += f" lr={lr:.3g}"
+        if self._rich is not None:
+            self._rich.update(t.rich_id, completed=t.completed, rate=f"{rate:.1f} {t.unit}/s", info=info)
+        elif time.perf_counter() - t.last_print > 10 or t.completed >= t.total:
+            t.last_print = time.perf_counter()
+            eta = (t.total - t.completed) * elapsed / max(t.completed - t.start_completed, 1)
+            print(f"{t.name}: {t.completed}/{t.total} {rate:.1f} {t.unit}/s eta {eta:.0f}s {info}".rstrip(),
+                  file=sys.stderr, flush=True)
+
+    def finish(self, t: _Task) -> None:
+        if self._rich is not None:
+            self._rich.update(t.rich_id, completed=t.total)
+
+    def close(self) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+            self._rich = None
