@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--work-dir", type=Path, default=Path("runs"), help="checkpoints and logs")
     s.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
     s.add_argument("--force", action="store_true", help="re-run even when a valid record exists")
+    s.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="also checkpoint every N optimizer steps (default: every epoch)")
     s.add_argument("--no-leaderboard", action="store_true")
     s.add_argument("--executor", choices=["local", "slurm"], default="local")
     s.add_argument("--jobs", type=int, default=1, help="local executor: parallel runs")

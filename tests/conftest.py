@@ -14,3 +14,13 @@ def real_samples() -> Path:
     if not REAL_SAMPLES.is_dir():
         pytest.skip(f"real sample files not found at {REAL_SAMPLES}")
     return REAL_SAMPLES
+
+
+@pytest.fixture(scope="session")
+def synth_suite(tmp_path_factory) -> Path:
+    """The synthetic suite at smoke size, generated once per test session."""
+    from hcbench.synth import write_suite
+
+    out = tmp_path_factory.mktemp("synth")
+    write_suite(out, size="smoke", seed=0)
+    return out

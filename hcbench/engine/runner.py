@@ -132,6 +132,21 @@ def existing_record(path: Path, identity: tuple) -> ResultRecord | None:
     return rec if rec.status == "ok" and rec.identity == identity else None
 
 
+def _fault_injection():
+    """``HCBENCH_FAULT_KILL_AT_STEP=N`` SIGKILLs this process right after optimizer step N: the
+    crash-recovery tests use it to kill a run at a known point mid-training."""
+    at = os.environ.get("HCBENCH_FAULT_KILL_AT_STEP")
+    if not at:
+        return None
+    import signal
+
+    def on_step(step: int) -> None:
+        if step == int(at):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return on_step
+
+
 def run_one(spec: RunSpec, progress: Progress) -> tuple[ResultRecord, bool]:
     """Run one (backbone, card, tier, seed); returns the record and whether training happened."""
     card: TaskCard = resolve(get_card(spec.card), spec.tier)
@@ -160,7 +175,7 @@ def run_one(spec: RunSpec, progress: Progress) -> tuple[ResultRecord, bool]:
     if spec.train:
         train_ds, _ = adapter.build_data(card, root, "train", limit=card.schedule.train_limit)
         fit(adapter, model, card, train_ds, device=device, seed=spec.seed, work_dir=work, progress=progress,
-            checkpoint_every=spec.checkpoint_every)
+            checkpoint_every=spec.checkpoint_every, on_step=_fault_injection())
     preds = predict_split(adapter, model, card, eval_ds, device=device, progress=progress)
     if not D.is_main():
         return None, spec.train  # type: ignore[return-value]
@@ -238,10 +253,10 @@ def run_from_args(args) -> int:
         get_card(name)
     device = pick_device(args.device)
     D.init(device.type)
-    progress = Progress(enabled=not args.quiet)
+    progress = Progress(plain=True if args.quiet else None)
     specs = [RunSpec(backbone=args.backbone, card=c, tier=tier, seed=args.seed, suite=args.suite or "adhoc",
                      root=args.root, out=args.out, work_dir=args.work_dir, synth_dir=args.synth or Path("synth_data"),
-                     device=args.device, force=args.force) for c in cards]
+                     device=args.device, force=args.force, checkpoint_every=args.checkpoint_every) for c in cards]
     if args.executor != "local" or args.jobs > 1:
         from hcbench.engine.executors import run_specs
 

@@ -217,7 +217,9 @@ def write_citypersons_mat(path: Path, split: str, records: Sequence[tuple[str, s
 
 
 def write_citypersons(root: Path, split: str, items: Sequence[tuple[np.ndarray, DetectionSample]]) -> dict[str, str]:
-    """Write ``leftImg8bit/{split}/<city>/<image_id>`` (PNG) and ``anno_{split}.mat``; returns card ``files``.
+    """Write ``leftImg8bit/{split}/<city>/<image_id>`` (PNG) and ``annotations/anno_{split}.mat``.
+
+    Returns the card ``files`` for the split.
 
     ``image_id`` is the Cityscapes file name, ``<city>_<seq>_<frame>_leftImg8bit.png``; the city is its
     first ``_`` field. Real frames are 2048 x 1024; smaller synthetic frames are allowed.
@@ -228,6 +230,6 @@ def write_citypersons(root: Path, split: str, items: Sequence[tuple[np.ndarray, 
         city = sample.image_id.split("_")[0]
         write_image(root / "leftImg8bit" / split / city / sample.image_id, image)
         records.append((city, sample.image_id, citypersons_bbs(sample)))
-    ann = f"anno_{split}.mat"
+    ann = f"annotations/anno_{split}.mat"
     write_citypersons_mat(root / ann, split, records)
     return {"annotations": ann, "images": f"leftImg8bit/{split}"}

@@ -1,0 +1,309 @@
+"""From a 3-D skeleton to 2-D painted pieces: capsules, ellipses and hulls with a depth each.
+
+A :class:`Figure` is one person as a list of :class:`Piece` (polygons in image units, a LIP
+class id, a colour, an optional stripe texture, the anatomical part and a depth used for the
+painter's order) plus its 17 projected keypoints with their depths. Depth offsets encode the
+layering a tailor would expect: shirt hem over the trousers, sleeves over arms, the far arm
+behind the torso in a side view, a backpack visible only from behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from hcbench.synth.body import (
+    COCO_KEYPOINTS,
+    NECK_Y,
+    SHOULDER_X,
+    SHOULDER_Y,
+    Appearance,
+    Pose,
+    project,
+    skeleton,
+)
+
+RGB = tuple[int, int, int]
+
+# LIP class ids used by the generator.
+BG, HAT, HAIR, UPPER, PANTS, SKIRT, FACE = 0, 1, 2, 5, 9, 12, 13
+ARM = {"l": 14, "r": 15}
+LEG = {"l": 16, "r": 17}
+SHOE = {"l": 18, "r": 19}
+EYE_RGB = (35, 25, 25)
+
+# Parts whose pixels make a keypoint "visible" besides the depth rule (see visibility()).
+KP_PARTS: tuple[frozenset[str], ...] = tuple(frozenset(p) for p in (
+    {"face", "eye"}, {"face", "eye"}, {"face", "eye"}, {"l_ear"}, {"r_ear"},
+    {"l_upper_arm", "strap"}, {"r_upper_arm", "strap"},
+    {"l_upper_arm", "l_forearm"}, {"r_upper_arm", "r_forearm"},
+    {"l_forearm", "l_hand"}, {"r_forearm", "r_hand"},
+    {"l_thigh", "pelvis", "skirt"}, {"r_thigh", "pelvis", "skirt"},
+    {"l_thigh", "l_shin", "skirt"}, {"r_thigh", "r_shin", "skirt"},
+    {"l_shin", "l_shoe"}, {"r_shin", "r_shoe"},
+))
+HEAD_PARTS = frozenset({"head", "face", "eye", "l_ear", "r_ear", "hat", "neck"})
+BOX_HEAD_PARTS = frozenset({"head", "face", "eye", "l_ear", "r_ear", "hat"})
+NON_BODY = frozenset({"bag"})  # drawn but outside the person's full box (hand-held)
+
+
+@dataclass
+class Piece:
+    polys: list[np.ndarray]  # (N, 2) float arrays, image units
+    cls: int
+    color: RGB
+    part: str
+    depth: float
+    stripe: tuple[np.ndarray, np.ndarray, float, RGB] | None = None  # origin, unit axis, period, colour
+    person: int = -1
+
+    def transformed(self, scale: float, offset: np.ndarray) -> Piece:
+        stripe = None
+        if self.stripe is not None:
+            o, ax, per, col = self.stripe
+            stripe = (o * scale + offset, ax, per * scale, col)
+        return replace(self, polys=[p * scale + offset for p in self.polys], stripe=stripe)
+
+
+@dataclass
+class Figure:
+    pieces: list[Piece]
+    keypoints: np.ndarray  # (17, 2)
+    kp_depth: np.ndarray  # (17,)
+    appearance: Appearance
+    pose: Pose
+    extra: dict = field(default_factory=dict)
+
+    def extent(self, parts_excluded: frozenset[str] = NON_BODY) -> np.ndarray:
+        """Amodal [x0, y0, x1, y1] of all body pieces."""
+        pts = np.concatenate([p for pc in self.pieces if pc.part not in parts_excluded for p in pc.polys])
+        return np.array([*pts.min(0), *pts.max(0)])
+
+    def placed(self, scale: float, offset) -> Figure:
+        off = np.asarray(offset, float)
+        return replace(self, pieces=[p.transformed(scale, off) for p in self.pieces],
+                       keypoints=self.keypoints * scale + off)
+
+    def fit(self, box) -> Figure:
+        """Scale and translate so the body extent's height fills ``box`` [x0, y0, x1, y1] (centred in x)."""
+        e = self.extent()
+        s = (box[3] - box[1]) / max(e[3] - e[1], 1e-6)
+        cx = 0.5 * (box[0] + box[2]) - s * 0.5 * (e[0] + e[2])
+        return self.placed(s, (cx, box[1] - s * e[1]))
+
+
+# ----------------------------------------------------------------------------- primitives
+def _circle(c, r, n: int = 18) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([c[0] + r * np.cos(t), c[1] + r * np.sin(t)], 1)
+
+
+def _ellipse(c, rx, ry, angle: float = 0.0, n: int = 20) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    x, y = rx * np.cos(t), ry * np.sin(t)
+    ca, sa = np.cos(angle), np.sin(angle)
+    return np.stack([c[0] + x * ca - y * sa, c[1] + x * sa + y * ca], 1)
+
+
+def capsule(a, b, ra: float, rb: float | None = None, n: int = 8) -> np.ndarray:
+    """Tapered capsule a->b as one polygon (two half-circles joined by tangents)."""
+    rb = ra if rb is None else rb
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    d = b - a
+    ang = np.arctan2(d[1], d[0]) if np.hypot(*d) > 1e-9 else 0.0
+    t1 = ang + np.linspace(np.pi / 2, 3 * np.pi / 2, n)  # the cap around a
+    t2 = ang + np.linspace(-np.pi / 2, np.pi / 2, n)  # the cap around b
+    cap_a = np.stack([a[0] + ra * np.cos(t1), a[1] + ra * np.sin(t1)], 1)
+    cap_b = np.stack([b[0] + rb * np.cos(t2), b[1] + rb * np.sin(t2)], 1)
+    return np.concatenate([cap_a, cap_b])
+
+
+def convex_hull(pts: np.ndarray) -> np.ndarray:
+    """Andrew's monotone chain; small point sets only."""
+    p = sorted(map(tuple, np.asarray(pts, float)))
+    if len(p) < 3:
+        return np.asarray(p)
+
+    def cross(o, a, b):
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lo: list = []
+    for q in p:
+        while len(lo) >= 2 and cross(lo[-2], lo[-1], q) <= 0:
+            lo.pop()
+        lo.append(q)
+    hi: list = []
+    for q in reversed(p):
+        while len(hi) >= 2 and cross(hi[-2], hi[-1], q) <= 0:
+            hi.pop()
+        hi.append(q)
+    return np.asarray(lo[:-1] + hi[:-1])
+
+
+def _stripe(a, b, period: float, color: RGB):
+    """Stripes across the a->b axis (horizontal bands on an upright torso)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ax = b - a
+    n = np.hypot(*ax)
+    return (a, ax / n if n > 1e-9 else np.array([0.0, 1.0]), period, color)
+
+
+# ----------------------------------------------------------------------------- the figure
+def build_figure(app: Appearance, pose: Pose) -> Figure:
+    sk = skeleton(app, pose)
+    names = list(sk.joints)
+    xy, dep = project(np.stack([sk.joints[n] for n in names]), pose.yaw, pose.roll)
+    P = {n: xy[i] for i, n in enumerate(names)}
+    D = {n: float(dep[i]) for i, n in enumerate(names)}
+
+    def proj(pts3) -> tuple[np.ndarray, np.ndarray]:
+        return project(np.atleast_2d(np.asarray(pts3, float)), pose.yaw, pose.roll)
+
+    b, T = app.build, sk.torso_rot
+    upper_rgb, lower_rgb = app.rgb(app.upper), app.rgb(app.lower)
+    stripe_rgb = app.rgb(app.upper_stripes) if app.upper_stripes else None
+    per = 0.045  # stripe period, height units
+    pieces: list[Piece] = []
+    add = pieces.append
+
+    # torso: an elliptic cross-section per level, so the side view keeps its thickness
+    cy, sy = np.cos(np.radians(pose.yaw)), np.sin(np.radians(pose.yaw))
+    levels = [(NECK_Y - 0.005, 0.07 * b.shoulder, 0.045), (SHOULDER_Y + 0.025, 0.128 * b.shoulder, 0.065),
+              (-0.13, 0.098 * (b.shoulder + b.hip) / 2, 0.06), (0.055, 0.105 * b.hip, 0.07)]
+    spine2, _ = proj([T @ np.array([0, -1.0, 0])])
+    up = spine2[0] / np.hypot(*spine2[0])
+    perp = np.array([-up[1], up[0]])
+    left, right = [], []
+    for y, w, d in levels:
+        c2, _ = proj([T @ np.array([0, y, 0])])
+        hw = np.hypot(w * cy, d * sy)
+        left.append(c2[0] + perp * hw)
+        right.append(c2[0] - perp * hw)
+    torso_poly = np.array(left + right[::-1])
+    top2, _ = proj([T @ np.array([0, NECK_Y, 0])])
+    bot2, _ = proj([T @ np.array([0, 0.055, 0])])
+    torso_stripe = _stripe(top2[0], bot2[0], per, stripe_rgb) if stripe_rgb else None
+
+    legs_d = {s: 0.5 * (D[f"{s}_hip"] + D[f"{s}_knee"]) - 0.03 for s in "lr"}
+    skirt_depth = max(legs_d.values()) + 0.005
+    torso_depth = max(-0.02, skirt_depth + 0.001) if app.lower_kind == "skirt" else -0.02
+    add(Piece([torso_poly], UPPER, upper_rgb, "torso", torso_depth, torso_stripe))
+
+    # neck and head
+    hr = sk.head_r
+    add(Piece([capsule(P["neck"], P["head"], 0.024 * b.limb)], FACE, app.skin, "neck", 0.1))
+    add(Piece([_circle(P["head"], hr)], HAIR, app.hair, "head", 0.2))
+    head_yaw = np.radians(pose.yaw + pose.head_yaw)
+    fwd2, _ = proj([T @ sk.head_rot @ np.array([0, 0, 1.0])])
+    down = np.array([-np.sin(np.radians(pose.roll)), np.cos(np.radians(pose.roll))])
+    cos_h = float(np.cos(head_yaw))
+    if cos_h > -0.2:
+        hw = hr * (0.45 + 0.37 * max(cos_h, 0.0))
+        c = P["head"] + fwd2[0] * 0.4 * hr + down * 0.18 * hr
+        add(Piece([_ellipse(c, hw, 0.78 * hr, np.radians(pose.roll + pose.head_roll))], FACE, app.skin, "face", 0.201))
+    for s, name in (("l", "left_eye"), ("r", "right_eye")):
+        if D[name] - D["head"] > 0.3 * hr:
+            add(Piece([_circle(P[name], 0.12 * hr, 8)], FACE, EYE_RGB, "eye", 0.203))
+    for s, name in (("l", "left_ear"), ("r", "right_ear")):
+        if D[name] - D["head"] > -0.35 * hr:
+            add(Piece([_circle(P[name], 0.2 * hr, 10)], FACE, app.skin, f"{s}_ear", 0.2005))
+    if app.long_hair:
+        top3 = sk.joints["head"] + T @ np.array([0, 0, -0.3 * hr])
+        bot3 = T @ np.array([0, SHOULDER_Y + 0.09, -0.05])
+        (t2, b2), dd = proj([top3, bot3])
+        add(Piece([capsule(t2, b2, 0.95 * hr, 1.1 * hr)], HAIR, app.hair, "hair_back", float(dd[1])))
+    if app.hat:
+        hat_rgb = app.rgb(app.hat)
+        ang = np.radians(pose.roll + pose.head_roll)
+        t = np.linspace(np.pi, 2 * np.pi, 12)
+        ca, sa = np.cos(ang), np.sin(ang)
+        loc = np.stack([1.07 * hr * np.cos(t), 1.07 * hr * np.sin(t) - 0.12 * hr], 1)
+        dome = P["head"] + loc @ np.array([[ca, sa], [-sa, ca]])
+        brim_c = P["head"] + fwd2[0] * 0.75 * hr + down * (-0.12 * hr)
+        brim = _ellipse(brim_c, hr * (0.55 + 0.5 * abs(np.sin(head_yaw))), 0.16 * hr, ang)
+        add(Piece([dome, brim], HAT, hat_rgb, "hat", 0.21))
+
+    # arms: skin, then sleeves over them
+    for s in "lr":
+        sh, el, wr, hd = P[f"{s}_shoulder"], P[f"{s}_elbow"], P[f"{s}_wrist"], P[f"{s}_hand"]
+        d_up = 0.5 * (D[f"{s}_shoulder"] + D[f"{s}_elbow"])
+        d_lo = 0.5 * (D[f"{s}_elbow"] + D[f"{s}_wrist"]) + 0.002
+        r_up, r_el, r_wr = 0.031 * b.limb, 0.026 * b.limb, 0.021 * b.limb
+        add(Piece([_circle(0.5 * (wr + hd), 0.025 * b.limb, 10)], ARM[s], app.skin, f"{s}_hand", d_lo + 0.001))
+        if app.sleeves == "long":
+            st = _stripe(sh, el, per, stripe_rgb) if stripe_rgb else None
+            add(Piece([capsule(sh, el, r_up * 1.1, r_el * 1.1)], UPPER, upper_rgb, f"{s}_upper_arm", d_up, st))
+            st = _stripe(el, wr, per, stripe_rgb) if stripe_rgb else None
+            add(Piece([capsule(el, wr, r_el * 1.1, r_wr * 1.1)], UPPER, upper_rgb, f"{s}_forearm", d_lo, st))
+        else:
+            add(Piece([capsule(sh, el, r_up, r_el)], ARM[s], app.skin, f"{s}_upper_arm", d_up))
+            add(Piece([capsule(el, wr, r_el, r_wr)], ARM[s], app.skin, f"{s}_forearm", d_lo))
+            mid = sh + 0.55 * (el - sh)
+            st = _stripe(sh, el, per, stripe_rgb) if stripe_rgb else None
+            add(Piece([capsule(sh, mid, r_up * 1.2, r_up * 1.15)], UPPER, upper_rgb, f"{s}_upper_arm", d_up + 1e-4, st))
+
+    # legs: skin or cloth per segment, then shorts/skirt/pelvis and shoes
+    trousers = app.lower_kind == "trousers"
+    for s in "lr":
+        hp, kn, an, toe = P[f"{s}_hip"], P[f"{s}_knee"], P[f"{s}_ankle"], P[f"{s}_toe"]
+        d_th = legs_d[s]
+        d_sh = 0.5 * (D[f"{s}_knee"] + D[f"{s}_ankle"]) - 0.03
+        r_hp, r_kn, r_an = 0.05 * b.limb * b.hip ** 0.5, 0.037 * b.limb, 0.028 * b.limb
+        cls_leg, rgb_leg = (PANTS, lower_rgb) if trousers else (LEG[s], app.skin)
+        add(Piece([capsule(hp, kn, r_hp, r_kn)], cls_leg, rgb_leg, f"{s}_thigh", d_th))
+        add(Piece([capsule(kn, an, r_kn * (1.05 if trousers else 1), r_an * (1.2 if trousers else 1))], cls_leg,
+                  rgb_leg, f"{s}_shin", d_sh))
+        if app.lower_kind == "shorts":
+            mid = hp + 0.55 * (kn - hp)
+            add(Piece([capsule(hp, mid, r_hp * 1.12, r_kn * 1.2)], PANTS, lower_rgb, f"{s}_thigh", d_th + 1e-4))
+        sole = np.array([0.0, 0.018])
+        add(Piece([capsule(an + sole * 0.5, toe + sole, 0.024 * b.limb)], SHOE[s], app.shoes, f"{s}_shoe",
+                  d_sh + 0.002))
+    if app.lower_kind == "skirt":
+        j = sk.joints
+        pts = []
+        for s, side in (("l", 1.0), ("r", -1.0)):
+            hip3, knee3, ank3 = j[f"{s}_hip"], j[f"{s}_knee"], j[f"{s}_ankle"]
+            hem = knee3 + 0.45 * (ank3 - knee3) if app.skirt_long else hip3 + 0.8 * (knee3 - hip3)
+            for z in (-0.07, 0.07):
+                pts.append([side * 0.1 * b.hip, -0.05, z])
+                pts.append(hem + np.array([side * 0.06, 0.0, z * 1.3]))
+        hull = convex_hull(proj(pts)[0])
+        add(Piece([hull], SKIRT, lower_rgb, "skirt", skirt_depth))
+    else:
+        pts = [[side * 0.1 * b.hip, y, z] for side in (1, -1) for y in (-0.06, 0.07) for z in (-0.07, 0.07)]
+        add(Piece([convex_hull(proj(pts)[0])], PANTS, lower_rgb, "pelvis", -0.025))
+
+    # accessories (LIP has no bag class: their pixels are background, as in the real labels)
+    if app.backpack:
+        pts = [T @ np.array([x, y, z]) for x in (-0.085, 0.085) for y in (-0.27, -0.06) for z in (-0.065, -0.13)]
+        hull = convex_hull(proj(pts)[0])
+        _, dpk = proj([T @ np.array([0, -0.16, -0.1])])
+        bp_rgb = app.rgb(app.backpack)
+        add(Piece([hull], BG, bp_rgb, "backpack", float(dpk[0])))
+        if cy > 0.25:  # straps on the chest when the front is visible
+            straps = []
+            for side in (1, -1):
+                a3 = T @ np.array([side * 0.065, SHOULDER_Y - 0.005, 0.06])
+                b3 = T @ np.array([side * 0.08, -0.09, 0.065])
+                a2, b2 = proj([a3, b3])[0]
+                straps.append(capsule(a2, b2, 0.013))
+            add(Piece(straps, BG, bp_rgb, "strap", torso_depth + 0.001))
+    if app.bag:
+        s = app.bag_side
+        hd = P[f"{s}_hand"]
+        w, h = 0.11, 0.085
+        body = np.array([[-w / 2, 0.03], [w / 2, 0.03], [w / 2 * 0.9, 0.03 + h], [-w / 2 * 0.9, 0.03 + h]]) + hd
+        handle = capsule(hd + np.array([-0.03, 0.035]), hd, 0.008)
+        handle2 = capsule(hd + np.array([0.03, 0.035]), hd, 0.008)
+        add(Piece([body, handle, handle2], BG, app.rgb(app.bag), "bag", D[f"{s}_hand"] + 0.01))
+
+    kp_xy = np.stack([P[n] for n in _KP_SOURCES])
+    kp_d = np.array([D[n] for n in _KP_SOURCES])
+    return Figure(pieces, kp_xy, kp_d, app, pose, {"head_r": hr, "shoulder_x": SHOULDER_X})
+
+
+# keypoint name -> joint name in the skeleton (COCO order)
+_KP_SOURCES = tuple(n if n in ("nose",) or "eye" in n or "ear" in n else n.replace("left_", "l_").replace(
+    "right_", "r_") for n in COCO_KEYPOINTS)
