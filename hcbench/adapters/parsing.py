@@ -1,1 +1,278 @@
-"""(being written)"""
+"""Human-parsing adapter: FPN-lite decoder on the shared simple feature pyramid, CE loss.
+
+Protocol-card keys this adapter reads (unknown keys are refused):
+
+``adapter``
+    ``head`` ("fpn"), ``pyramid_channels`` (256: width of the shared ViTDet-style pyramid),
+    ``decoder_channels`` (256), ``dropout`` (0.1, before the classifier).
+``augment``
+    ``scale`` ([0.5, 2.0]: random rescale of the image after fitting it into the input size),
+    ``flip`` (true), ``keep_ratio`` (true: images are fitted into ``input`` keeping their aspect
+    ratio and padded, as mmseg's ``Resize(keep_ratio=True)``; false: resized to it).
+``eval``
+    ``flip_test``: average the softmax of the image and of its mirror (classes swapped back
+    through the dataset's left/right pairs).
+
+Dataset items: ``image`` uint8 ``3 x H x W`` (the model normalises with the backbone's
+mean/std), ``label`` int64 ``H x W`` (train ids, 255 = ignore/padding), ``valid`` (the
+``(h, w)`` of the image inside the padded input), ``orig_size`` and ``index``. Predictions
+are label maps at the original image resolution, written as one ``uint8`` array per sample
+(keyed by ``sample_id``) in a compressed ``.npz``; scoring reads them back with
+``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset, Sampler, default_collate
+
+from hcbench.backbones.features import Backbone
+from hcbench.backbones.pyramid import SimpleFeaturePyramid
+from hcbench.cards import TaskCard
+from hcbench.data.cards import get_dataset_card, read_split
+from hcbench.data.types import DataFormatError, DatasetSplit, ParsingMeta
+from hcbench.registry import ADAPTERS
+
+ADAPTER_DEFAULTS: dict[str, Any] = {"head": "fpn", "pyramid_channels": 256, "decoder_channels": 256, "dropout": 0.1}
+AUGMENT_DEFAULTS: dict[str, Any] = {"scale": [0.5, 2.0], "flip": True, "keep_ratio": True}
+
+
+def _options(card: TaskCard, given: dict[str, Any], defaults: dict[str, Any], where: str) -> dict[str, Any]:
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise ValueError(f"card {card.name!r}: unknown {where} key(s) {sorted(unknown)}; "
+                         f"the parsing adapter knows {sorted(defaults)}")
+    return {**defaults, **given}
+
+
+def parsing_meta(card: TaskCard) -> ParsingMeta:
+    meta = get_dataset_card(card.dataset.name).meta()
+    if not isinstance(meta, ParsingMeta):
+        raise ValueError(f"card {card.name!r}: dataset {card.dataset.name!r} is not a parsing dataset")
+    return meta
+
+
+def class_flip_index(meta: ParsingMeta) -> np.ndarray:
+    """Channel permutation that swaps left/right classes of a mirrored prediction."""
+    return meta.flip_lut()[: meta.num_classes].astype(np.int64)
+
+
+# --------------------------------------------------------------------------- data
+def _fit_scale(h: int, w: int, size: tuple[int, int]) -> float:
+    return min(size[0] / h, size[1] / w)
+
+
+class ParsingDataset(Dataset):
+    """Image + label pairs; training crops are randomly rescaled, flipped and cropped."""
+
+    def __init__(self, split: DatasetSplit, card: TaskCard, train: bool):
+        self.split = split
+        self.meta: ParsingMeta = split.meta
+        self.train = train
+        self.size = (card.input.height, card.input.width)
+        aug = _options(card, card.augment, AUGMENT_DEFAULTS, "augment")
+        self.scale = (float(aug["scale"][0]), float(aug["scale"][1]))
+        self.flip = bool(aug["flip"])
+        self.keep_ratio = bool(aug["keep_ratio"])
+
+    def __len__(self) -> int:
+        return len(self.split.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from hcbench.data.transforms.parsing import hflip, load_pair, pad_to, random_crop, resize
+
+        image, label = load_pair(self.split.samples[index], self.meta)
+        oh, ow = label.shape
+        ignore = self.meta.ignore_index
+        if self.train:
+            # a fresh generator from torch's RNG, which the engine seeds per (seed, epoch, index)
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            s = float(rng.uniform(*self.scale))
+            if self.keep_ratio:
+                f = _fit_scale(oh, ow, self.size) * s
+                th, tw = max(1, round(oh * f)), max(1, round(ow * f))
+            else:
+                th, tw = max(1, round(self.size[0] * s)), max(1, round(self.size[1] * s))
+            image, label = resize(image, label, (th, tw))
+            if self.flip and rng.random() < 0.5:
+                image, label = hflip(image, label, self.meta)
+            image, label = random_crop(image, label, self.size, rng, ignore)
+            valid = self.size
+        else:
+            if self.keep_ratio:
+                f = _fit_scale(oh, ow, self.size)
+                valid = (min(self.size[0], max(1, round(oh * f))), min(self.size[1], max(1, round(ow * f))))
+            else:
+                valid = self.size
+            image, label = resize(image, label, valid)
+            image, label = pad_to(image, label, self.size, ignore)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
+            "label": torch.from_numpy(np.ascontiguousarray(label)).long(),
+            "valid": torch.tensor(valid, dtype=torch.long),
+            "orig_size": torch.tensor((oh, ow), dtype=torch.long),
+            "index": index,
+        }
+
+
+# --------------------------------------------------------------------------- model
+def _conv_bn_relu(cin: int, cout: int, k: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class FPNLiteHead(nn.Module):
+    """Lateral 1x1 per pyramid level, top-down sum, 3x3 fuse at the finest level, 1x1 classifier."""
+
+    def __init__(self, in_channels: int, num_levels: int, channels: int, num_classes: int, dropout: float = 0.1):
+        super().__init__()
+        self.lateral = nn.ModuleList(_conv_bn_relu(in_channels, channels, 1) for _ in range(num_levels))
+        self.fuse = _conv_bn_relu(channels, channels, 3)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        x = self.lateral[-1](levels[-1])
+        for lat, feat in zip(reversed(self.lateral[:-1]), reversed(levels[:-1]), strict=True):
+            x = lat(feat) + F.interpolate(x, size=feat.shape[-2:], mode="bilinear", align_corners=False)
+        return self.classifier(self.dropout(self.fuse(x)))
+
+
+class ParsingModel(nn.Module):
+    """Backbone -> shared pyramid -> FPN-lite; returns logits at the input resolution.
+
+    Inputs whose sides are not multiples of the backbone stride (473 x 473) are padded at the
+    bottom/right to the next multiple, and the logits cropped back, so every logit stays
+    aligned with its pixel.
+    """
+
+    def __init__(self, backbone: Backbone, pyramid: SimpleFeaturePyramid, head: FPNLiteHead, flip_index: np.ndarray):
+        super().__init__()
+        self.backbone = backbone
+        self.pyramid = pyramid
+        self.head = head
+        self.register_buffer("mean", torch.tensor(backbone.mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(backbone.std).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("flip_index", torch.as_tensor(flip_index, dtype=torch.long), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        s = int(self.backbone.stride)
+        x = (images.float() - self.mean) / self.std
+        x = F.pad(x, (0, -w % s, 0, -h % s))  # zeros = the mean colour after normalisation
+        logits = self.head(list(self.pyramid(self.backbone(x).dense).values()))
+        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return logits[..., :h, :w]
+
+
+# --------------------------------------------------------------------------- adapter
+class ParsingAdapter:
+    family = "parsing"
+    predictions_suffix = ".npz"
+
+    def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
+                   ) -> tuple[Dataset, DatasetSplit]:
+        if role not in ("train", "eval"):
+            raise ValueError(f"role must be 'train' or 'eval', got {role!r}")
+        split_name = (card.dataset.train_split or card.dataset.split) if role == "train" else card.dataset.split
+        split = read_split(card.dataset.name, split_name, root, limit=limit)
+        return ParsingDataset(split, card, train=role == "train"), split
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return default_collate(items)
+
+    def train_sampler(self, dataset: Dataset, card: TaskCard, seed: int) -> Sampler | None:
+        return None
+
+    def build_model(self, backbone: Backbone, card: TaskCard) -> nn.Module:
+        opts = _options(card, card.adapter, ADAPTER_DEFAULTS, "adapter")
+        if opts["head"] != "fpn":
+            raise ValueError(f"card {card.name!r}: the parsing adapter implements head 'fpn', not {opts['head']!r}")
+        meta = parsing_meta(card)
+        pyramid = SimpleFeaturePyramid(backbone.embed_dim, backbone.stride, int(opts["pyramid_channels"]))
+        head = FPNLiteHead(pyramid.out_channels, len(pyramid.strides), int(opts["decoder_channels"]),
+                           meta.num_classes, float(opts["dropout"]))
+        return ParsingModel(backbone, pyramid, head, class_flip_index(meta))
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        label = batch["label"]
+        logits = model(batch["image"]).float()
+        ce = F.cross_entropy(logits, label, ignore_index=255)
+        return {"loss": ce, "ce": ce.detach()}
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, batch: dict[str, Any], card: TaskCard) -> list[dict[str, Any]]:
+        net: ParsingModel = getattr(model, "module", model)
+        images = batch["image"]
+        prob = model(images).float().softmax(1)
+        if card.eval.flip_test:
+            mirrored = model(images.flip(-1)).float().softmax(1)
+            prob = 0.5 * (prob + mirrored.flip(-1).index_select(1, net.flip_index))
+        out = []
+        indices = batch["index"].tolist() if torch.is_tensor(batch["index"]) else list(batch["index"])
+        for i, idx in enumerate(indices):
+            vh, vw = (int(v) for v in batch["valid"][i])
+            oh, ow = (int(v) for v in batch["orig_size"][i])
+            p = F.interpolate(prob[i : i + 1, :, :vh, :vw], size=(oh, ow), mode="bilinear", align_corners=False)
+            out.append({"index": int(idx), "label": p[0].argmax(0).to(torch.uint8).cpu().numpy()})
+        return out
+
+    def write_predictions(self, predictions: list[dict[str, Any]], split: DatasetSplit, card: TaskCard,
+                          path: Path) -> Path:
+        from hcbench.results.store import atomic_write_bytes
+
+        arrays: dict[str, np.ndarray] = {}
+        for p in predictions:
+            sid = split.samples[int(p["index"])].sample_id
+            arrays.setdefault(sid, np.ascontiguousarray(np.asarray(p["label"], dtype=np.uint8)))
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
+        return Path(path)
+
+    def score(self, path: Path, split: DatasetSplit, card: TaskCard) -> dict[str, float]:
+        return score_file(path, split)
+
+
+def score_file(path: Path, split: DatasetSplit) -> dict[str, float]:
+    """mIoU / pixel_acc / mean_acc and ``IoU/<class>`` from a predictions ``.npz`` against the
+    split's label PNGs (remapped to train ids), accumulated over the whole split."""
+    from hcbench.data.transforms.image import load_label
+    from hcbench.metrics.parsing import ConfusionMatrix, parsing_metrics
+
+    meta: ParsingMeta = split.meta
+    conf = ConfusionMatrix(meta.num_classes, meta.ignore_index)
+    remap = meta.remap_lut()
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataFormatError(path, f"not a readable .npz of label maps: {e}") from None
+    with npz:
+        have = set(npz.files)
+        for s in split.samples:
+            if s.sample_id not in have:
+                raise DataFormatError(path, "no prediction for this sample", record=s.sample_id)
+            pred = npz[s.sample_id]
+            gt = remap[load_label(s.label)]
+            if pred.shape != gt.shape or pred.dtype != np.uint8:
+                raise DataFormatError(path, f"prediction is {pred.dtype} {pred.shape}, expected uint8 {gt.shape} "
+                                      f"(the label {s.label.name})", record=s.sample_id)
+            if pred.max(initial=0) >= meta.num_classes:
+                raise DataFormatError(path, f"class id {int(pred.max())} outside 0..{meta.num_classes - 1}",
+                                      record=s.sample_id)
+            conf.update(pred, gt)
+    m = parsing_metrics(conf)
+    out = {"mIoU": m["mIoU"], "pixel_acc": m["pixel_acc"], "mean_acc": m["mean_acc"]}
+    for name, iou in zip(meta.class_names, m["per_class_iou"], strict=True):
+        if not np.isnan(iou):
+            out[f"IoU/{name}"] = float(iou)
+    return out
+
+
+ADAPTERS.add("parsing", ParsingAdapter())

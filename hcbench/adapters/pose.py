@@ -15,7 +15,9 @@ fall back to a default):
 ``eval.options``
     ``sigmas`` (list, or a dataset name ``coco|aic|crowdpose``; default: the dataset card's),
     ``score_thr`` (0.2: keypoints above it make the instance score), ``nms`` (``oks`` |
-    ``none``), ``nms_thr`` (0.9), ``pckh_thr`` (0.5), ``crowd`` (CrowdPose easy/medium/hard).
+    ``none``), ``nms_thr`` (0.9), ``pckh_thr`` (0.5), ``crowd`` (CrowdPose easy/medium/hard;
+    also on when the dataset card says ``iou_type: keypoints_crowd``), ``backend``
+    (``pycocotools`` | ``faster-coco-eval``).
     Metric ``PCKh`` in ``eval.metrics`` selects head-normalised PCK (MPII).
 
 Dataset items: ``image`` uint8 ``3 x H x W`` (the model normalises with the backbone's
@@ -54,6 +56,7 @@ AUGMENT_DEFAULTS: dict[str, Any] = {
 }
 EVAL_DEFAULTS: dict[str, Any] = {
     "sigmas": None, "score_thr": 0.2, "nms": "oks", "nms_thr": 0.9, "pckh_thr": 0.5, "crowd": False,
+    "backend": "pycocotools",
 }
 
 
@@ -195,7 +198,7 @@ class PoseAdapter:
         split_name = (card.dataset.train_split or card.dataset.split) if role == "train" else card.dataset.split
         split = read_split(name, split_name, root, limit=limit)
         if role == "eval" and card.input.boxes == "detected":
-            split = _with_detected_boxes(split, card, root)
+            split = _with_detected_boxes(split, card, root, limit)
         if role == "train":  # persons without a labelled keypoint carry no training signal
             split.samples = [s for s in split.samples if s.num_visible > 0]
         return TopDownDataset(split, card, train=role == "train"), split
@@ -212,10 +215,12 @@ class PoseAdapter:
         n = num_deconv_for(backbone.stride, opts["heatmap_stride"])
         head = HeatmapHead(backbone.embed_dim, meta.num_keypoints, n, opts["deconv_channels"],
                            opts["deconv_kernel"], opts["final_kernel"])
-        return PoseModel(backbone, head, meta.flip_index(), (card.input.width, card.input.height))
+        model = PoseModel(backbone, head, meta.flip_index(), (card.input.width, card.input.height))
+        model.loss_weight = float(opts["loss_weight"])
+        return model
 
     def loss(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
-        pred = model(batch["image"])
+        pred = model(batch["image"]).float()
         target = batch["heatmaps"].to(pred)
         if pred.shape != target.shape:
             raise ValueError(f"heatmap head gives {tuple(pred.shape)} but targets are {tuple(target.shape)}; "
@@ -223,7 +228,8 @@ class PoseAdapter:
         w = batch["weights"].to(pred)[:, :, None, None]
         # mmpose KeypointMSELoss(use_target_weight=True): mean over B, K, h, w of w * (p - t)^2
         mse = (F.mse_loss(pred, target, reduction="none") * w).mean()
-        return {"loss": mse * float(getattr(model, "loss_weight", 1.0)), "mse": mse.detach()}
+        weight = float(getattr(getattr(model, "module", model), "loss_weight", 1.0))  # DDP wraps the model
+        return {"loss": mse * weight, "mse": mse.detach()}
 
     @torch.no_grad()
     def predict(self, model: nn.Module, batch: dict[str, Any], card: TaskCard) -> list[dict[str, Any]]:
@@ -231,12 +237,13 @@ class PoseAdapter:
         from hcbench.data.transforms.pose import flip_heatmaps
 
         codec = adapter_options(card)["codec"]
+        net: PoseModel = getattr(model, "module", model)
         images = batch["image"]
         heat = model(images).float()
         if card.eval.flip_test:
             flipped = model(images.flip(-1)).float()
-            heat = 0.5 * (heat + flip_heatmaps(flipped, model.flip_index.cpu().numpy()))
-        coords, scores = decode_heatmaps(heat, model.input_wh, refine=codec["refine"],
+            heat = 0.5 * (heat + flip_heatmaps(flipped, net.flip_index.cpu().numpy()))
+        coords, scores = decode_heatmaps(heat, net.input_wh, refine=codec["refine"],
                                          blur_kernel=int(codec["blur_kernel"]))
         coords, scores = coords.cpu().numpy(), scores.cpu().numpy()
         mats = batch["matrix"].cpu().numpy()
@@ -256,20 +263,17 @@ class PoseAdapter:
         return path
 
     def score(self, path: Path, split: DatasetSplit, card: TaskCard) -> dict[str, float]:
-        from hcbench.adapters.pose_eval import score_pose_file
-
-        return score_pose_file(path, split, card)
+        return score_file(path, split, card)
 
 
 def prediction_records(predictions: list[dict[str, Any]], split: DatasetSplit, card: TaskCard) -> list[dict]:
-    """COCO keypoint results (``image_id, category_id, keypoints, score``, plus ``index``)."""
-    from hcbench.adapters.pose_eval import oks_nms, resolve_sigmas
-
-    opts = _options(card, card.eval.options, EVAL_DEFAULTS, "eval.options")
-    by_index = {}
-    for p in predictions:  # ranks may hand in duplicates (padded distributed samplers)
+    """COCO keypoint results ``{image_id, category_id: 1, keypoints [K*3], score}`` plus ``index``
+    (the sample's position in the split, which PCKh scoring matches on)."""
+    opts = eval_options(card)
+    by_index: dict[int, dict] = {}
+    for p in predictions:
         by_index.setdefault(int(p["index"]), p)
-    records = []
+    records, areas = [], []
     for idx in sorted(by_index):
         p = by_index[idx]
         inst: PoseInstance = split.samples[idx]
@@ -281,18 +285,158 @@ def prediction_records(predictions: list[dict[str, Any]], split: DatasetSplit, c
         flat = np.concatenate([kp, sc[:, None]], axis=1).reshape(-1)
         records.append({"image_id": int(inst.image_id), "category_id": 1,
                         "keypoints": [round(float(v), 3) for v in flat], "score": round(inst_score, 6),
-                        "index": idx, "_area": float(inst.bbox[2] * inst.bbox[3])})
+                        "index": idx})
+        areas.append(float(inst.bbox[2] * inst.bbox[3]))
     if opts["nms"] == "oks":
-        records = oks_nms(records, resolve_sigmas(card, split), float(opts["nms_thr"]))
+        keep = oks_nms(records, np.asarray(areas), resolve_sigmas(card, split), float(opts["nms_thr"]))
+        records = [records[i] for i in keep]
     elif opts["nms"] != "none":
         raise ValueError(f"card {card.name!r}: eval.options.nms must be 'oks' or 'none', not {opts['nms']!r}")
-    for r in records:
-        r.pop("_area", None)
     return records
 
 
-def _with_detected_boxes(split: DatasetSplit, card: TaskCard, root: Path | None) -> DatasetSplit:
-    raise NotImplementedError
+def eval_options(card: TaskCard) -> dict[str, Any]:
+    return _options(card, card.eval.options, EVAL_DEFAULTS, "eval.options")
+
+
+def resolve_sigmas(card: TaskCard, split: DatasetSplit) -> np.ndarray:
+    """OKS sigmas: ``eval.options.sigmas`` (values or a name), else the dataset card's."""
+    from hcbench.metrics.pose import resolve_sigmas as named
+
+    spec = eval_options(card)["sigmas"]
+    meta: KeypointMeta = split.meta
+    sig = named(spec) if spec is not None else np.asarray(meta.sigmas, dtype=np.float64)
+    if sig.size != meta.num_keypoints:
+        raise ValueError(f"card {card.name!r}: {sig.size} OKS sigmas for {meta.num_keypoints} keypoints "
+                         f"(set eval.options.sigmas or the dataset card's keypoints.sigmas)")
+    return sig
+
+
+def oks_nms(records: list[dict], areas: np.ndarray, sigmas: np.ndarray, thr: float) -> list[int]:
+    """Greedy OKS non-maximum suppression per image (mmpose ``oks_nms``): indices kept."""
+    var = (2 * sigmas) ** 2
+    keep: list[int] = []
+    by_image: dict[int, list[int]] = {}
+    for i, r in enumerate(records):
+        by_image.setdefault(r["image_id"], []).append(i)
+    for ids in by_image.values():
+        kp = np.asarray([records[i]["keypoints"] for i in ids], dtype=np.float64).reshape(len(ids), -1, 3)
+        order = list(np.argsort([-records[i]["score"] for i in ids], kind="stable"))
+        while order:
+            top, rest = order[0], np.asarray(order[1:], dtype=int)
+            keep.append(ids[top])
+            if rest.size == 0:
+                break
+            d2 = ((kp[rest, :, :2] - kp[top, None, :, :2]) ** 2).sum(-1)
+            scale = (areas[ids[top]] + areas[[ids[j] for j in rest]]) / 2 + np.spacing(1)
+            oks = np.exp(-d2 / var[None] / scale[:, None] / 2).mean(1)
+            order = [j for j, o in zip(rest.tolist(), oks, strict=True) if o <= thr]
+    return sorted(keep)
+
+
+def load_results(path: Path) -> list[dict]:
+    from hcbench.data.types import DataFormatError
+
+    try:
+        results = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataFormatError(path, f"not valid JSON: {e}") from None
+    if not isinstance(results, list):
+        raise DataFormatError(path, "expected a JSON list of COCO keypoint results")
+    return results
+
+
+def score_oks(results: list[dict], split: DatasetSplit, card: TaskCard) -> dict[str, float]:
+    """OKS AP of ``results`` against the split's COCO ground truth, restricted to the images
+    (and, for a limited ground-truth-box split, the persons) the split holds."""
+    from hcbench.data.readers.coco import load_json
+    from hcbench.metrics.pose import keypoint_ap
+
+    gt_path = split.extra.get("coco_gt")
+    if gt_path is None:
+        raise ValueError(f"card {card.name!r}: split {split.name}/{split.split} has no COCO ground truth "
+                         "(extra['coco_gt']); OKS AP needs one")
+    ds_opts = get_dataset_card(card.dataset.name).options
+    crowd = bool(eval_options(card)["crowd"]) or ds_opts.get("iou_type") == "keypoints_crowd"
+    gt: Any = gt_path
+    image_ids = split.extra.get("image_ids")
+    if image_ids is not None and len(image_ids) < split.extra.get("num_images", len(image_ids)):
+        gt = _restrict_gt(load_json(gt_path), split)
+    return keypoint_ap(gt, results, sigmas=resolve_sigmas(card, split), crowd=crowd,
+                       use_area=ds_opts.get("use_area"), backend=eval_options(card)["backend"])
+
+
+def _restrict_gt(doc: dict, split: DatasetSplit) -> dict:
+    # a limited split (smoke tiers) is scored against the persons it holds, so a perfect
+    # prediction of those persons scores 1.0; crowd / unlabelled annotations stay (ignored anyway)
+    images = set(split.extra["image_ids"])
+    persons = {s.ann_id for s in split.samples if s.ann_id >= 0}
+    detected = split.extra.get("boxes") == "detected"
+
+    def kept(a: dict) -> bool:
+        if a["image_id"] not in images:
+            return False
+        ignored = a.get("iscrowd", 0) or a.get("num_keypoints", 1) == 0 or max(a["keypoints"][2::3], default=0) <= 0
+        return detected or ignored or a["id"] in persons
+
+    return {**doc, "images": [im for im in doc["images"] if im["id"] in images],
+            "annotations": [a for a in doc["annotations"] if kept(a)]}
+
+
+def score_pckh(results: list[dict], split: DatasetSplit, card: TaskCard) -> dict[str, float]:
+    """PCKh of the results matched to the split's persons by ``index``; a person without a
+    prediction counts as all joints wrong."""
+    from hcbench.metrics.pose import pckh
+
+    n, k = len(split.samples), split.meta.num_keypoints
+    gt = np.stack([s.keypoints for s in split.samples]) if n else np.zeros((0, k, 3), np.float32)
+    head = np.asarray([s.head_size if s.head_size is not None else np.nan for s in split.samples])
+    if np.isnan(head).any():
+        raise ValueError(f"card {card.name!r}: PCKh needs head sizes; split {split.name}/{split.split} has "
+                         "none (the dataset card's split must list the 'head_boxes' file)")
+    far = np.abs(gt[..., :2]).max(initial=0.0) + 1e6  # a finite point no head size reaches
+    pred = np.full((n, k, 2), far)
+    for r in results:
+        idx = r.get("index")
+        if not isinstance(idx, int) or not 0 <= idx < n:
+            raise ValueError(f"PCKh scoring matches results to persons by 'index' (0..{n - 1}); got {idx!r}")
+        pred[idx] = np.asarray(r["keypoints"], dtype=np.float64).reshape(k, 3)[:, :2]
+    out = pckh(pred, gt[..., :2], gt[..., 2] > 0, head, thr=float(eval_options(card)["pckh_thr"]))
+    return {key: float(v) for key, v in out.items() if isinstance(v, float) and not math.isnan(v)}
+
+
+def score_file(path: Path, split: DatasetSplit, card: TaskCard) -> dict[str, float]:
+    results = load_results(path)
+    if any(m.startswith("PCKh") for m in card.eval.metrics):
+        return score_pckh(results, split, card)
+    return score_oks(results, split, card)
+
+
+def _with_detected_boxes(split: DatasetSplit, card: TaskCard, root: Path | None, limit: int | None
+                         ) -> DatasetSplit:
+    """The eval split with the detector's person boxes as samples (``input.boxes: detected``)."""
+    from hcbench.data.cards import dataset_root
+    from hcbench.data.readers.coco import CocoKeypointIndex, load_json
+
+    if card.input.detections:
+        ds_card = get_dataset_card(card.dataset.name)
+        base = dataset_root(card.dataset.name, root)
+        gt_path = Path(split.extra["coco_gt"])
+        index = CocoKeypointIndex(load_json(gt_path), gt_path, split.meta.num_keypoints)
+        image_dir = base / ds_card.split(split.split).files["images"]
+        dets = index.det_instances(base / card.input.detections, image_dir,
+                                   score_thr=float(ds_card.options.get("det_score_thr", 0.0)), limit=limit)
+    elif "detections" in split.extra:
+        dets = split.extra["detections"]
+    else:
+        missing = split.extra.get("detections_missing")
+        raise FileNotFoundError(f"card {card.name!r} evaluates with detected boxes but "
+                                + (f"the detection file {missing} is missing" if missing else
+                                   f"dataset {card.dataset.name!r} lists no detections for split {split.split!r}"))
+    split.samples = list(dets)
+    split.extra["image_ids"] = list(dict.fromkeys(s.image_id for s in dets))
+    split.extra["boxes"] = "detected"
+    return split
 
 
 ADAPTERS.add("pose", PoseAdapter())

@@ -177,7 +177,8 @@ def format_table(cmp: Comparison) -> str:
     right = {3, 5, 6, 7}
 
     def fmt(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     lines = [fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)] if rows else []
     lines += [f"NOT COMPARABLE {p}" for p in cmp.not_comparable]

@@ -23,7 +23,7 @@ from pathlib import Path
 from hcbench import __version__
 from hcbench.results.leaderboard import Board, leaderboard_frame
 from hcbench.results.store import atomic_write_bytes, atomic_write_text
-from hcbench.results.table import CARD_LABELS, FAMILY_LABELS, rank_cells
+from hcbench.results.table import CARD_LABELS, FAMILY_LABELS, Column, build_columns, family_runs, rank_cells
 
 FIGURES = ("radar", "scatter")
 _RC = {"svg.hashsalt": "hcbench", "svg.fonttype": "none", "font.size": 9, "axes.titlesize": 10,
@@ -135,6 +135,7 @@ def _svg(fig, prefix: str) -> str:
         fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
     text = text[text.index("<svg"):]
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)  # RDF block: nothing a viewer needs
     text = re.sub(r'\bid="', f'id="{prefix}-', text)
     text = re.sub(r"url\(#", f"url(#{prefix}-", text)
     text = re.sub(r'href="#', f'href="#{prefix}-', text)
@@ -167,7 +168,7 @@ th,td{padding:4px 8px;text-align:right;border-bottom:1px solid #e4e4e4}th:first-
 thead th{border-bottom:2px solid #333;cursor:pointer;user-select:none;vertical-align:bottom}
 thead tr.fam th{border-bottom:1px solid #999;cursor:default;text-align:center;font-weight:600}
 thead th small{display:block;font-weight:400;color:#555}
-th[aria-sort=descending]::after{content:" ▼";font-size:10px}th[aria-sort=ascending]::after{content:" ▲";font-size:10px}
+th[aria-sort=descending] small::after{content:" ▼"}th[aria-sort=ascending] small::after{content:" ▲"}
 td.best{font-weight:700}td.second{text-decoration:underline}td.missing{color:#aaa}td.mean{background:#f6f7f9}
 tbody tr:hover{background:#fffbe6}.note{color:#555;font-size:12px}
 .charts{display:flex;flex-wrap:wrap;gap:24px}figure{margin:0;flex:1 1 480px}
@@ -213,59 +214,51 @@ def _e(x: object) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _table_html(board: Board) -> str:
-    fams = list(board.family_means.columns)
-    cols = []  # (key, header html, values per backbone, higher, is_mean, starred set)
-    for f in fams:
-        for c in [c for c in board.cards if board.families[c] == f]:
-            cols.append((c, f"{_e(_label(c))}<small>{_e(_metric(board, c))}</small>", board.values[c], board.higher[c],
-                         False, set(), f))
-        starred = {b for b in board.backbones if not board.family_complete(b, f)}
-        cols.append((f"mean_{f}", f"{_e(FAMILY_LABELS.get(f, f))}<small>mean</small>", board.family_means[f], True,
-                     True, starred, f))
-    cols.append(("mean", "Mean<small>all families</small>", board.overall, True, True,
-                 {b for b in board.backbones if not board.complete.loc[b]}, ""))
+def _table_html(board: Board, cols: list[Column]) -> str:
+    """The leaderboard table; ``cols`` are the paper table's columns, so marks and stars agree with it."""
+    keys = [c.card if not c.is_mean else (f"mean_{c.family}" if c.family else "mean") for c in cols]
     fam_row = ['<th colspan="3"></th>']
-    i = 0
-    while i < len(cols):
-        j = i
-        while j + 1 < len(cols) and cols[j + 1][6] == cols[i][6]:
-            j += 1
-        fam_row.append(f'<th colspan="{j - i + 1}">{_e(FAMILY_LABELS.get(cols[i][6], cols[i][6]))}</th>')
-        i = j + 1
-    head = ['<th data-key="backbone" data-type="text" data-better="asc">Backbone</th>',
+    for fam, a, b in family_runs(cols):
+        fam_row.append(f'<th colspan="{b - a + 1}">{_e(FAMILY_LABELS.get(fam, fam))}</th>')
+    head = ['<th data-key="backbone" data-type="text" data-better="asc">Backbone<small>spec</small></th>',
             '<th data-key="params" data-type="num" data-better="asc">Params<small>M</small></th>',
             '<th data-key="gflops" data-type="num" data-better="asc">FLOPs<small>G</small></th>']
-    for key, label, _, higher, _, _, _ in cols:
-        head.append(f'<th data-key="{_e(key)}" data-type="num" data-better="{"desc" if higher else "asc"}">{label}</th>')
-    ranks = {key: rank_cells([float(vals.loc[b]) for b in board.backbones], higher,
-                             [b in starred for b in board.backbones])
-             for key, _, vals, higher, _, starred, _ in cols}
+    for key, c in zip(keys, cols):
+        if c.is_mean:
+            label = f"{_e(FAMILY_LABELS.get(c.family, c.family))}<small>mean</small>" if c.family else \
+                "Mean<small>all families</small>"
+        else:
+            label = f"{_e(_label(c.card))}<small>{_e(_metric(board, c.card))}</small>"
+        better = "desc" if c.higher else "asc"
+        head.append(f'<th data-key="{_e(key)}" data-type="num" data-better="{better}">{label}</th>')
+    rows = board.backbones
+    ranks = [rank_cells([c.values[b] for b in rows], c.higher, [b in c.starred for b in rows]) for c in cols]
     body = []
-    for r, b in enumerate(board.backbones):
+    for r, b in enumerate(rows):
         p, g = board.params.get(b), board.gflops.get(b)
         cells = [f'<td data-v="{_e(b)}">{_e(b)}</td>',
                  f'<td data-v="{p / 1e6 if p is not None else ""}">{f"{p / 1e6:.1f}" if p is not None else "—"}</td>',
                  f'<td data-v="{g if g is not None else ""}">{f"{g:.1f}" if g is not None else "—"}</td>']
-        for key, _, vals, _, is_mean, starred, _ in cols:
-            v = float(vals.loc[b])
-            cls = ["mean"] if is_mean else []
+        for k, c in enumerate(cols):
+            v = c.values[b]
+            cls = ["mean"] if c.is_mean else []
             if math.isnan(v):
                 cells.append(f'<td class="{" ".join(cls + ["missing"])}" data-v="">—</td>')
                 continue
-            cls += {1: ["best"], 2: ["second"]}.get(ranks[key][r], [])
-            star = "*" if b in starred else ""
+            cls += {1: ["best"], 2: ["second"]}.get(ranks[k][r], [])
+            star = "*" if b in c.starred else ""
             cells.append(f'<td class="{" ".join(cls)}" data-v="{v!r}">{100 * v:.1f}{star}</td>')
         body.append(f'<tr data-backbone="{_e(b)}">' + "".join(cells) + "</tr>")
     return (f'<table id="leaderboard"><thead><tr class="fam">{"".join(fam_row)}</tr><tr>{"".join(head)}</tr></thead>'
             f'<tbody>\n{chr(10).join(body)}\n</tbody></table>')
 
 
-def render_html(board: Board, svgs: dict[str, str], source: str = "") -> str:
+def render_html(board: Board, cols: list[Column], svgs: dict[str, str], source: str = "") -> str:
     suite = board.suite or "all records"
     stamp = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     note = ("Values in % (primary metric of each card). Best per column in bold, second underlined. "
-            "Means are over families; ↓ metrics (lower is better) enter means as 100 − x. "
+            "Family means are over a family's cards (shown for families with several cards), the overall mean over "
+            "families; ↓ metrics (lower is better) enter means as 100 − x. "
             "* = mean over an incomplete row (missing cards are not counted). Click a header to sort.")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -277,7 +270,7 @@ def render_html(board: Board, svgs: dict[str, str], source: str = "") -> str:
 <p class="meta">tier {_e(board.tier)} · {len(board.backbones)} backbones · {len(board.cards)} cards ·
 generated {stamp} by hcbench {_e(__version__)}{f" from {_e(source)}" if source else ""}</p></header>
 <section id="leaderboard-section"><h2>Leaderboard</h2>
-<div class="wrap">{_table_html(board)}</div>
+<div class="wrap">{_table_html(board, cols)}</div>
 <p class="note">{_e(note)}</p></section>
 <section id="charts-section"><h2>Charts</h2><div class="charts">
 <figure id="radar">{svgs["radar"]}<figcaption>Primary metric per card, one polygon per backbone; each spoke
@@ -300,5 +293,6 @@ def write_report(results_dir: str | Path, suite: str | None = None, out: str | P
     out.mkdir(parents=True, exist_ok=True)
     svgs = write_figures(board, out)
     page = out / "index.html"
-    atomic_write_text(page, render_html(board, svgs, source=str(results_dir)))
+    cols = build_columns(results_dir, board, board.backbones, "primary")
+    atomic_write_text(page, render_html(board, cols, svgs, source=str(results_dir)))
     return page

@@ -1,7 +1,7 @@
 """Leaderboard submission bundles: ``hcbench submit pack`` and ``hcbench submit validate``.
 
-A bundle is a zip holding result records, the predictions file each record names (beside it)
-and ``manifest.json``: the sha256 of every file, the hcbench version, the sha256 of every
+A bundle is a zip holding result records, the predictions file each record names (beside it),
+the run's ``<card>.config.json`` where present, and ``manifest.json``: the sha256 of every file, the hcbench version, the sha256 of every
 protocol card the records used and the creation time. Validation checks the records' schema
 and metric ranges, that every card sha256 is the current resolved card for its tier, that
 the manifest and the files agree exactly and, with ``rescore``, recomputes every metric from
@@ -54,6 +54,9 @@ def _bundle_files(results_dir: Path, pairs: list[tuple[Path, ResultRecord]]) -> 
     files: dict[str, Path] = {}
     for path, rec in pairs:
         files[path.relative_to(results_dir).as_posix()] = path
+        config = path.with_name(f"{path.stem}.config.json")  # the run's effective configuration, for provenance
+        if config.is_file():
+            files[config.relative_to(results_dir).as_posix()] = config
         if rec.predictions is None:
             continue
         name = rec.predictions.file
@@ -323,37 +326,54 @@ def _validate_tree(tree: Path, rescore: bool, root: Path | None) -> list[str]:
 
 
 # --------------------------------------------------------------------------- rescore
-def dataset_root(dataset: str, root: Path | None) -> Path | None:
-    """``--root`` may be one dataset's folder or a folder of datasets (like ``$HCBENCH_DATA``)."""
-    if root is None:
-        return None
-    root = Path(root)
-    return root / dataset if (root / dataset).is_dir() else root
+def dataset_root(dataset: str, root: Path | None) -> Path:
+    """As ``hcbench run`` resolves it: ``--root`` (one dataset's folder or a folder of datasets,
+    like ``$HCBENCH_DATA``), else ``$HCBENCH_DATA/<dataset>``."""
+    if root is not None:
+        root = Path(root)
+        return root / dataset if (root / dataset).is_dir() else root
+    env = os.environ.get("HCBENCH_DATA")
+    if env:
+        return Path(env) / dataset
+    raise FileNotFoundError(f"no ground truth for {dataset!r}: pass --root DIR or set $HCBENCH_DATA")
 
 
-def score_predictions(card, pred: Path, root: Path | None) -> dict[str, float]:
-    """Metrics of a predictions file against local ground truth, exactly as a run computes them."""
+def score_predictions(card, pred: Path, root: Path | None) -> tuple[dict[str, float], str | None]:
+    """(metrics, local dataset fingerprint) of a predictions file against local ground truth.
+
+    The eval split is built exactly as ``hcbench run`` builds it (``adapter.build_data`` with the
+    tier's ``eval_limit``), so the same predictions give the same numbers by construction.
+    """
     from hcbench.adapters import get_adapter
-    from hcbench.data.cards import read_split
 
     adapter = get_adapter(card.family)
-    split = read_split(card.dataset.name, card.dataset.split, dataset_root(card.dataset.name, root),
-                       limit=card.schedule.eval_limit)
-    return adapter.score(pred, split, card)
+    data = dataset_root(card.dataset.name, root)
+    _, split = adapter.build_data(card, data, "eval", limit=card.schedule.eval_limit)
+    try:
+        from hcbench.engine.runner import dataset_fingerprint
+
+        fingerprint = dataset_fingerprint(split, data)
+    except ImportError:  # the engine is optional for re-scoring; skip the ground-truth identity check
+        fingerprint = None
+    return adapter.score(pred, split, card), fingerprint
 
 
 def rescore_record(rel: str, rec: ResultRecord, card, pred: Path, root: Path | None) -> list[str]:
     """Problems found by recomputing ``rec``'s metrics from ``pred`` (``card``: its resolved card)."""
     name = rec.card.name
     try:
-        fresh = score_predictions(card, pred, root)
+        fresh, fingerprint = score_predictions(card, pred, root)
     except Exception as e:  # missing ground truth, a broken file: report it against the card
         return [f"{rel}: card {name!r}: re-scoring failed: {type(e).__name__}: {e}"]
+    recorded = rec.dataset.fingerprint
+    if fingerprint and recorded.startswith("sha256:") and fingerprint != recorded:
+        return [f"{rel}: card {name!r}: the local ground truth of {rec.dataset.name}/{rec.dataset.split} differs "
+                f"from the one the run used (fingerprint {fingerprint[7:19]}… vs {recorded[7:19]}…); not re-scored"]
     out = []
     for m, v in rec.metrics.items():
         if m not in fresh:
             out.append(f"{rel}: card {name!r} metric {m!r}: not produced by re-scoring the predictions")
-        elif not math.isclose(v, fresh[m], rel_tol=0.0, abs_tol=RESCORE_ATOL):
-            out.append(f"{rel}: card {name!r} metric {m!r}: recorded {v:.6f}, re-scored {fresh[m]:.6f} "
+        elif not math.isclose(v, float(fresh[m]), rel_tol=0.0, abs_tol=RESCORE_ATOL):
+            out.append(f"{rel}: card {name!r} metric {m!r}: recorded {v:.6f}, re-scored {float(fresh[m]):.6f} "
                        "from the shipped predictions")
     return out

@@ -32,9 +32,11 @@ CARD_LABELS = {
     "pa100k_attr": "PA-100K", "peta_attr": "PETA", "rapv2_attr": "RAPv2",
 }
 _METRIC_LATEX = {"MR-2": r"MR$^{-2}$", "AP50": r"AP$_{50}$", "AP75": r"AP$_{75}$", "APm": r"AP$_{M}$",
-                 "APl": r"AP$_{L}$", "PCKh": r"PCKh", "mINP": "mINP"}
+                 "APl": r"AP$_{L}$", "accuracy": "Acc", "precision": "Prec", "recall": "Rec", "pixel_acc": "pAcc",
+                 "mean_acc": "mAcc"}
 _METRIC_MD = {"MR-2": "MR⁻²", "AP50": "AP<sub>50</sub>", "AP75": "AP<sub>75</sub>", "APm": "AP<sub>M</sub>",
-              "APl": "AP<sub>L</sub>"}
+              "APl": "AP<sub>L</sub>", "accuracy": "Acc", "precision": "Prec", "recall": "Rec", "pixel_acc": "pAcc",
+              "mean_acc": "mAcc"}
 MISSING = {"latex": "--", "markdown": "–"}
 
 
@@ -177,7 +179,7 @@ def _cell(value: float, rank: int, star: bool, fmt: str) -> str:
     return text + ("\\*" if star else "")
 
 
-def _groups(cols: list[Column]) -> list[tuple[str, int, int]]:
+def family_runs(cols: list[Column]) -> list[tuple[str, int, int]]:
     """(key, first, last) runs of consecutive equal keys over the columns, 0-based."""
     runs: list[tuple[str, int, int]] = []
     for i, c in enumerate(cols):
@@ -211,7 +213,7 @@ def _notes(board: Board, rows: list[str], cols: list[Column], fmt: str) -> list[
 def _latex(board: Board, rows: list[str], cols: list[Column], metrics: str) -> str:
     n = len(cols)
     off = 4  # 1-based LaTeX column index of the first numeric column (after name, params, FLOPs)
-    fam_runs = [r for r in _groups(cols) if r[0]]
+    fam_runs = [r for r in family_runs(cols) if r[0]]
     head1 = [""] * 3 + [""] * n
     rules1 = []
     for fam, a, b in fam_runs:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from hcbench.synth.figure import KP_PARTS, NON_BODY, Figure, Piece
+from hcbench.synth.figure import BOX_HEAD_PARTS, KP_PARTS, NON_BODY, Figure, Piece
 
 OUTLINE = 0.55  # brightness of piece borders: stylised cartoon edges make parts easy to read
 DEPTH_MARGIN = 0.03  # a same-person piece this much nearer than a keypoint hides it
@@ -39,12 +39,14 @@ class Canvas:
         self._draw = ImageDraw.Draw(self.ids)
         self.pieces: list[Piece | None] = [None]
         self.figures: list[Figure] = []
+        self._ids: np.ndarray | None = None
 
     def _paint(self, piece: Piece) -> None:
+        self._ids = None
         pid = len(self.pieces)
         self.pieces.append(piece)
         for poly in piece.polys:
-            self._draw.polygon([tuple(p) for p in (poly * self.ss).tolist()], fill=pid)
+            self._draw.polygon((poly * self.ss).ravel().tolist(), fill=pid)
 
     def add_figure(self, fig: Figure) -> int:
         """Paint one person (its pieces in depth order); returns the person index."""
@@ -61,33 +63,38 @@ class Canvas:
 
     # ------------------------------------------------------------------ rasters
     def id_map(self) -> np.ndarray:
-        return np.asarray(self.ids, dtype=np.int32)
+        if self._ids is None:
+            self._ids = np.asarray(self.ids, dtype=np.int32)
+        return self._ids
 
-    def render(self, background: np.ndarray, light: np.ndarray | None = None,
+    def render(self, background: Image.Image, light: np.ndarray | None = None,
                noise: float = 0.0, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, 3) uint8 image and (H, W) uint8 LIP label map."""
         ids = self.id_map()
         ss = self.ss
         n = len(self.pieces)
-        lut = np.zeros((n, 3), np.float32)
+        lut = np.zeros((n, 3), np.uint8)
         cls = np.zeros(n, np.uint8)
         for i, pc in enumerate(self.pieces[1:], 1):
             lut[i], cls[i] = pc.color, pc.cls
-        bg = np.repeat(np.repeat(background.astype(np.float32), ss, 0), ss, 1)
-        rgb = np.where((ids > 0)[..., None], lut[ids], bg)
+        rgb = np.take(lut, ids, axis=0)
         self._stripes(ids, rgb)
         # outlines where the id changes between two pieces, or a piece meets the background
         edge = np.zeros(ids.shape, bool)
-        dv, dh = ids[1:] != ids[:-1], ids[:, 1:] != ids[:, :-1]
-        edge[1:] |= dv
-        edge[:, 1:] |= dh
+        edge[1:] |= ids[1:] != ids[:-1]
+        edge[:, 1:] |= ids[:, 1:] != ids[:, :-1]
         edge &= ids > 0
-        rgb[edge] *= OUTLINE
-        img = rgb.reshape(self.h, ss, self.w, ss, 3).mean((1, 3))
+        rgb[edge] = (rgb[edge].astype(np.uint16) * int(OUTLINE * 256) >> 8).astype(np.uint8)
+        # composite at the output resolution: the box-filtered person colours (background pixels
+        # are black in ``rgb``) plus the background weighted by the uncovered fraction
+        alpha = np.asarray(Image.fromarray(((ids > 0) * 255).astype(np.uint8)).reduce(ss), np.float32) / 255
+        person = np.asarray(Image.fromarray(rgb).reduce(ss), np.float32)
+        bg = np.asarray(background.resize((self.w, self.h), Image.BILINEAR), np.float32)
+        img = person + bg * (1 - alpha)[..., None]
         if light is not None:
             img *= light
         if noise > 0 and rng is not None:
-            img += rng.normal(0, noise, img.shape).astype(np.float32)
+            img += (rng.random(img.shape, dtype=np.float32) - 0.5) * (2 * noise)
         labels = cls[ids[ss // 2::ss, ss // 2::ss]]
         return np.clip(img + 0.5, 0, 255).astype(np.uint8), labels
 
@@ -111,48 +118,41 @@ class Canvas:
             rgb[yy[on] + y0, xx[on] + x0] = col
 
     # ------------------------------------------------------------------ measurements
-    def measure(self) -> list[PersonRender]:
+    def measure(self, full_area: bool = False) -> list[PersonRender]:
+        """Per-person boxes, areas, part pixel counts and keypoint visibility; ``full_area``
+        also rasterises each person alone (for the visible fraction of occluded people)."""
         ids = self.id_map()
-        ss = self.ss
-        n = len(self.pieces)
-        person = np.full(n, -1, np.int32)
-        body = np.zeros(n, bool)
+        ss, n = self.ss, len(self.pieces)
+        owner = np.zeros(n, np.int32)  # 1 + person index for body pieces, 0 otherwise
         for i, pc in enumerate(self.pieces[1:], 1):
-            person[i] = pc.person
-            body[i] = pc.person >= 0 and pc.part not in NON_BODY
-        pmap = person[ids]
-        bmap = body[ids]
+            if pc.person >= 0 and pc.part not in NON_BODY:
+                owner[i] = pc.person + 1
+        counts = np.bincount(ids.ravel(), minlength=n)
+        area = np.bincount(owner, weights=counts, minlength=len(self.figures) + 1) / ss**2
+        boxes = _label_boxes(np.take(owner, ids), len(self.figures) + 1)
+        parts: list[dict[str, float]] = [{} for _ in self.figures]
+        for i, pc in enumerate(self.pieces[1:], 1):
+            if pc.person >= 0 and counts[i]:
+                d = parts[pc.person]
+                d[pc.part] = d.get(pc.part, 0.0) + counts[i] / ss**2
         out = []
         for k, fig in enumerate(self.figures):
-            vis = (pmap == k) & bmap
-            out.append(self._measure_one(k, fig, ids, vis))
+            ext = fig.extent()
+            head = fig.extent(frozenset(p.part for p in fig.pieces) - BOX_HEAD_PARTS)
+            vbox = boxes[k + 1] / ss
+            out.append(PersonRender(
+                keypoints=self._keypoint_visibility(k, fig, ids),
+                full_box=np.array([ext[0], ext[1], ext[2] - ext[0], ext[3] - ext[1]], np.float32),
+                visible_box=vbox,
+                head_box=np.array([head[0], head[1], head[2] - head[0], head[3] - head[1]], np.float32),
+                visible_area=float(area[k + 1]),
+                full_area=self._solo_area(fig) if full_area else float("nan"),
+                part_pixels=parts[k]))
         return out
 
-    def _measure_one(self, k: int, fig: Figure, ids: np.ndarray, vis: np.ndarray) -> PersonRender:
-        ss = self.ss
-        ext = fig.extent()
-        full_box = np.array([ext[0], ext[1], ext[2] - ext[0], ext[3] - ext[1]], np.float32)
-        head = fig.extent(frozenset(p.part for p in fig.pieces) - {"head", "face", "eye", "l_ear", "r_ear", "hat"})
-        head_box = np.array([head[0], head[1], head[2] - head[0], head[3] - head[1]], np.float32)
-        ys, xs = np.nonzero(vis)
-        if len(xs):
-            vbox = np.array([xs.min() / ss, ys.min() / ss, (xs.max() + 1 - xs.min()) / ss,
-                             (ys.max() + 1 - ys.min()) / ss], np.float32)
-        else:
-            vbox = np.zeros(4, np.float32)
-        # full area: rasterise this person alone (cheap: small bbox)
-        full_area = self._solo_area(fig)
-        parts: dict[str, float] = {}
-        sel = ids[(ids > 0)]
-        counts = np.bincount(sel, minlength=len(self.pieces)) if sel.size else np.zeros(len(self.pieces), int)
-        for i, pc in enumerate(self.pieces[1:], 1):
-            if pc.person == k and counts[i]:
-                parts[pc.part] = parts.get(pc.part, 0.0) + counts[i] / ss**2
-        kps = self._keypoint_visibility(k, fig, ids)
-        return PersonRender(kps, full_box, vbox, head_box, float(vis.sum()) / ss**2, full_area, parts)
-
     def _solo_area(self, fig: Figure) -> float:
-        ext = fig.extent() * self.ss
+        """Body pixels of this person drawn alone (at the output resolution: enough for a fraction)."""
+        ext = fig.extent()
         x0, y0 = np.floor(ext[:2]).astype(int) - 1
         w, h = int(np.ceil(ext[2])) - x0 + 2, int(np.ceil(ext[3])) - y0 + 2
         im = Image.new("1", (max(w, 1), max(h, 1)), 0)
@@ -161,8 +161,8 @@ class Canvas:
             if pc.part in NON_BODY:
                 continue
             for poly in pc.polys:
-                d.polygon([tuple(p) for p in (poly * self.ss - [x0, y0]).tolist()], fill=1)
-        return float(np.asarray(im).sum()) / self.ss**2
+                d.polygon((poly - [x0, y0]).ravel().tolist(), fill=1)
+        return float(np.count_nonzero(np.asarray(im)))
 
     def _keypoint_visibility(self, k: int, fig: Figure, ids: np.ndarray) -> np.ndarray:
         """v=0 outside the image; v=2 when the pixel shows the keypoint's own limb (or a piece of
@@ -186,3 +186,17 @@ class Canvas:
                     break
             out[j] = (x, y, 2 if visible else 1)
         return out
+
+
+def _label_boxes(labels: np.ndarray, n: int) -> np.ndarray:
+    """(n, 4) [x, y, w, h] pixel extent of each label value 0..n-1 (zeros when absent), in one pass:
+    a (row, label) and a (column, label) presence table from two bincounts."""
+    h, w = labels.shape
+    rows = np.bincount((np.arange(h)[:, None] * n + labels).ravel(), minlength=h * n).reshape(h, n) > 0
+    cols = np.bincount((np.arange(w)[None, :] * n + labels).ravel(), minlength=w * n).reshape(w, n) > 0
+    out = np.zeros((n, 4), np.float32)
+    for k in range(n):
+        r, c = np.flatnonzero(rows[:, k]), np.flatnonzero(cols[:, k])
+        if len(r):
+            out[k] = (c[0], r[0], c[-1] + 1 - c[0], r[-1] + 1 - r[0])
+    return out

@@ -94,29 +94,43 @@ class Figure:
 
 
 # ----------------------------------------------------------------------------- primitives
+_UNIT: dict[int, np.ndarray] = {}
+_HALF: dict[int, np.ndarray] = {}
+
+
+def _unit(n: int) -> np.ndarray:
+    if n not in _UNIT:
+        t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+        _UNIT[n] = np.stack([np.cos(t), np.sin(t)], 1)
+    return _UNIT[n]
+
+
 def _circle(c, r, n: int = 18) -> np.ndarray:
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    return np.stack([c[0] + r * np.cos(t), c[1] + r * np.sin(t)], 1)
+    return _unit(n) * r + np.asarray(c, float)
 
 
 def _ellipse(c, rx, ry, angle: float = 0.0, n: int = 20) -> np.ndarray:
-    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    x, y = rx * np.cos(t), ry * np.sin(t)
+    u = _unit(n) * (rx, ry)
     ca, sa = np.cos(angle), np.sin(angle)
-    return np.stack([c[0] + x * ca - y * sa, c[1] + x * sa + y * ca], 1)
+    return u @ np.array([[ca, sa], [-sa, ca]]) + np.asarray(c, float)
 
 
 def capsule(a, b, ra: float, rb: float | None = None, n: int = 8) -> np.ndarray:
     """Tapered capsule a->b as one polygon (two half-circles joined by tangents)."""
+    if n not in _HALF:
+        t = np.linspace(-np.pi / 2, np.pi / 2, n)
+        _HALF[n] = np.stack([np.cos(t), np.sin(t)], 1)
+    half = _HALF[n]
     rb = ra if rb is None else rb
     a, b = np.asarray(a, float), np.asarray(b, float)
-    d = b - a
-    ang = np.arctan2(d[1], d[0]) if np.hypot(*d) > 1e-9 else 0.0
-    t1 = ang + np.linspace(np.pi / 2, 3 * np.pi / 2, n)  # the cap around a
-    t2 = ang + np.linspace(-np.pi / 2, np.pi / 2, n)  # the cap around b
-    cap_a = np.stack([a[0] + ra * np.cos(t1), a[1] + ra * np.sin(t1)], 1)
-    cap_b = np.stack([b[0] + rb * np.cos(t2), b[1] + rb * np.sin(t2)], 1)
-    return np.concatenate([cap_a, cap_b])
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    norm = np.hypot(dx, dy)
+    ca, sa = (dx / norm, dy / norm) if norm > 1e-9 else (1.0, 0.0)
+    rot = np.array([[ca, sa], [-sa, ca]])  # row vectors: v @ rot turns v by the axis angle
+    out = np.empty((2 * n, 2))
+    out[:n] = a - ra * (half @ rot)  # the cap around a faces away from b
+    out[n:] = b + rb * (half @ rot)
+    return out
 
 
 def convex_hull(pts: np.ndarray) -> np.ndarray:
@@ -220,8 +234,8 @@ def build_figure(app: Appearance, pose: Pose) -> Figure:
         ca, sa = np.cos(ang), np.sin(ang)
         loc = np.stack([1.07 * hr * np.cos(t), 1.07 * hr * np.sin(t) - 0.12 * hr], 1)
         dome = P["head"] + loc @ np.array([[ca, sa], [-sa, ca]])
-        brim_c = P["head"] + fwd2[0] * 0.75 * hr + down * (-0.12 * hr)
-        brim = _ellipse(brim_c, hr * (0.55 + 0.5 * abs(np.sin(head_yaw))), 0.16 * hr, ang)
+        brim_c = P["head"] + fwd2[0] * 0.6 * hr + down * (-0.12 * hr)
+        brim = _ellipse(brim_c, hr * (0.5 + 0.3 * abs(np.sin(head_yaw))), 0.15 * hr, ang)
         add(Piece([dome, brim], HAT, hat_rgb, "hat", 0.21))
 
     # arms: skin, then sleeves over them

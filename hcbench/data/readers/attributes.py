@@ -56,7 +56,7 @@ def check_names(file_names: Sequence[str], card: DatasetCard, path: Path) -> Non
     if len(file_names) != len(want):
         raise DataFormatError(path, f"attribute count mismatch: the file defines {len(file_names)} "
                               f"evaluated attributes, the card {card.name!r} lists {len(want)}")
-    for i, (a, b) in enumerate(zip(file_names, want)):
+    for i, (a, b) in enumerate(zip(file_names, want, strict=True)):
         if a != b:
             raise DataFormatError(path, f"attribute {i} is {a!r} in the file but {b!r} in the card {card.name!r}")
 
@@ -72,7 +72,7 @@ def check_labels(labels: np.ndarray, n: int, a: int, path: Path, what: str, allo
     bad = ~np.isin(labels, ok)
     if bad.any():
         r, c = (int(v) for v in np.argwhere(bad)[0])
-        raise DataFormatError(path, f"label {labels[r, c]!r} at column {c}; expected one of {ok}",
+        raise DataFormatError(path, f"label {labels[r, c].item()!r} at column {c}; expected one of {ok}",
                               record=f"{what} row {r}")
     out = labels.astype(np.uint8)
     out[out == 2] = 0

@@ -83,7 +83,11 @@ def parse_odgt_record(obj: Any, path: Path, record: str, images: Path) -> Detect
         extra = gt.get("extra") or {}
         if not isinstance(extra, dict):
             raise DataFormatError(path, f"{where}.extra is not an object", record=record)
-        if gt.get("tag") != "person" or int(extra.get("ignore", 0) or 0) == 1:
+        try:
+            flagged = int(extra.get("ignore", 0) or 0) == 1
+        except (TypeError, ValueError):
+            raise DataFormatError(path, f"{where}.extra.ignore is {extra['ignore']!r}, not 0/1", record=record) from None
+        if gt.get("tag") != "person" or flagged:
             ignore.append(fbox)
             continue
         boxes.append(fbox)
@@ -119,7 +123,7 @@ def crowdhuman_record(sample: DetectionSample) -> dict:
     """A DetectionSample as one odgt record in the real layout (ignore regions as ``mask`` boxes)."""
     gtboxes = []
     heads = sample.heads if sample.heads is not None else np.full_like(sample.boxes, np.nan)
-    for i, (f, v, h) in enumerate(zip(sample.boxes, sample.visible, heads)):
+    for i, (f, v, h) in enumerate(zip(sample.boxes, sample.visible, heads, strict=True)):
         box = {"tag": "person", "fbox": _ints(f), "vbox": _ints(v)}
         if np.isfinite(h).all():
             box["hbox"] = _ints(h)
@@ -204,7 +208,8 @@ def citypersons_bbs(sample: DetectionSample) -> np.ndarray:
     """A DetectionSample as the N x 10 ``bbs`` matrix (ignore regions as class-0 rows)."""
     n = len(sample.boxes)
     labels = sample.labels if sample.labels is not None else np.ones(n, np.int64)
-    rows = [[int(c), *b, i + 1, *v] for i, (c, b, v) in enumerate(zip(labels, sample.boxes, sample.visible))]
+    triples = zip(labels, sample.boxes, sample.visible, strict=True)
+    rows = [[int(c), *b, i + 1, *v] for i, (c, b, v) in enumerate(triples)]
     rows += [[0, *g, 0, *g] for g in sample.ignore]
     return np.asarray(rows, np.float64).reshape(-1, 10)
 

@@ -14,7 +14,7 @@ Readers list samples only; decoding (and the label-shape check) happens in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -107,7 +107,7 @@ def _check_item(item: ParsingItem) -> tuple[np.ndarray, np.ndarray, str]:
     return image, label, str(sid)
 
 
-def _write_id_layout(root: Path, layout: dict[str, str], samples: Sequence[ParsingItem]) -> dict[str, str]:
+def _write_id_layout(root: Path, layout: dict[str, str], samples: Iterable[ParsingItem]) -> dict[str, str]:
     root = Path(root)
     ids = []
     for item in samples:
@@ -121,7 +121,7 @@ def _write_id_layout(root: Path, layout: dict[str, str], samples: Sequence[Parsi
     return dict(layout)
 
 
-def write_lip(root: Path, split: str, samples: Sequence[ParsingItem]) -> dict[str, str]:
+def write_lip(root: Path, split: str, samples: Iterable[ParsingItem]) -> dict[str, str]:
     """Write a LIP split; returns the card ``files`` (role -> relative path) for it.
 
     Images are JPEG (as in LIP), so pixel values of a read-back image are only approximately equal;
@@ -131,14 +131,14 @@ def write_lip(root: Path, split: str, samples: Sequence[ParsingItem]) -> dict[st
     return _write_id_layout(Path(root), layout, samples)
 
 
-def write_cihp(root: Path, split: str, samples: Sequence[ParsingItem]) -> dict[str, str]:
+def write_cihp(root: Path, split: str, samples: Iterable[ParsingItem]) -> dict[str, str]:
     """Write a CIHP split (``Training``/``Validation`` folders); returns the card ``files``."""
     folder = CIHP_FOLDERS.get(split, split.capitalize())
     layout = {k: v.format(split=split, folder=folder) for k, v in CIHP_LAYOUT.items()}
     return _write_id_layout(Path(root), layout, samples)
 
 
-def write_h36m_parsing(root: Path, split: str, samples: Sequence[ParsingItem],
+def write_h36m_parsing(root: Path, split: str, samples: Iterable[ParsingItem],
                        list_name: str | None = None) -> dict[str, str]:
     """Write a Human3.6M parsing split; labels hold RAW part ids (0..59), as the real files do.
 

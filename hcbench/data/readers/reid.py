@@ -21,7 +21,7 @@ Card file roles
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -94,7 +94,7 @@ def market_name(pid: int, camid: int, frame: int, seq: int = 1, n: int = 1) -> s
     return f"{'-1' if pid == -1 else f'{pid:04d}'}_c{camid + 1}s{seq}_{frame:06d}_{n:02d}.jpg"
 
 
-def write_market1501(root: Path, items: Sequence[ReIDItem]) -> dict[str, dict[str, str]]:
+def write_market1501(root: Path, items: Iterable[ReIDItem]) -> dict[str, dict[str, str]]:
     """Write ``bounding_box_train``/``query``/``bounding_box_test``; returns card ``files`` per split.
 
     Frame numbers are the item index, so names are unique and sort in item order per folder.
@@ -150,7 +150,7 @@ def msmt_name(pid: int, camid: int, k: int) -> str:
     return f"{pid:04d}/{pid:04d}_{k:03d}_{camid + 1:02d}_0303morning_{k:04d}_0.jpg"
 
 
-def write_msmt17(root: Path, items: Sequence[ReIDItem]) -> dict[str, dict[str, str]]:
+def write_msmt17(root: Path, items: Iterable[ReIDItem]) -> dict[str, dict[str, str]]:
     """Write ``train/``, ``test/`` and ``list_{train,val,query,gallery}.txt``; returns card ``files`` per split.
 
     Roles ``train``/``val`` go to ``train/``, ``query``/``gallery`` to ``test/`` (as in MSMT17 v1).
@@ -193,7 +193,7 @@ def read_cuhk03_np(root: Path, split: str, card: DatasetCard, *, limit: int | No
     return DatasetSplit(card.name, split, "reid", samples, _meta(card), files=[path])
 
 
-def write_cuhk03_np(root: Path, items: Sequence[ReIDItem], variant: str = "labeled") -> dict[str, dict[str, str]]:
+def write_cuhk03_np(root: Path, items: Iterable[ReIDItem], variant: str = "labeled") -> dict[str, dict[str, str]]:
     """Write ``images_{variant}/`` and ``cuhk03_new_protocol_config_{variant}.mat``; returns card ``files``.
 
     File names follow CUHK03 (``{pair}_{pid:03d}_{cam}_{k:02d}.png``, cameras 1/2 of pair 1); the

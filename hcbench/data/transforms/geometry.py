@@ -129,7 +129,8 @@ def warp_image(
         mode = "L" if arr.ndim == 2 else ("RGB" if arr.shape[2] == 3 else "RGBA")
         fc: float | tuple[int, ...] = int(fill) if arr.ndim == 2 else (int(fill),) * arr.shape[2]
         pil = Image.fromarray(arr, mode=mode)
-        return np.asarray(pil.transform((w, h), Image.Transform.AFFINE, coeffs, resample=resample, fillcolor=fc))
+        # np.array, not asarray: callers get a writable array, not PIL's read-only buffer
+        return np.array(pil.transform((w, h), Image.Transform.AFFINE, coeffs, resample=resample, fillcolor=fc))
     # Anything else (float maps, label stacks): one 32-bit float plane at a time.
     planes = arr[..., None] if arr.ndim == 2 else arr
     out = np.empty((h, w, planes.shape[2]), dtype=np.float32)

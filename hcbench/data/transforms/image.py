@@ -114,6 +114,8 @@ def to_tensor(image: np.ndarray, mean: tuple[float, ...] = IMAGENET_MEAN,
     import torch
 
     arr = np.ascontiguousarray(image)
+    if not arr.flags.writeable:  # PIL-backed arrays are read-only; torch wants to own writable memory
+        arr = arr.copy()
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 image, got shape {arr.shape}")
     t = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)

@@ -105,4 +105,4 @@ class ParsingTransform:
             image, label = random_crop(image, label, self.size, rng, self.meta.ignore_index)
         else:
             image, label = resize(image, label, self.size)
-        return to_tensor(image, self.mean, self.std), torch.from_numpy(np.ascontiguousarray(label)).long()
+        return to_tensor(image, self.mean, self.std), torch.from_numpy(np.array(label, dtype=np.int64))

@@ -10,6 +10,7 @@ single affine warp, so the image is resampled once.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,11 @@ class TopDownTransform:
     centre shift by ``U(-shift, shift)`` x box size with probability ``shift_prob``.
     ``mean``/``std`` (0..1 units, e.g. a timm ``pretrained_cfg``): when given, the image comes
     back as a normalised float32 CHW tensor; otherwise as uint8 HWC numpy.
+
+    Randomness: pass ``rng`` per call for reproducible augmentation (e.g.
+    ``np.random.default_rng((seed, epoch, index))``). Without one, the transform's own
+    generator is re-seeded from OS entropy in each new process, so forked data-loader
+    workers do not repeat each other's augmentations.
     """
 
     def __init__(
@@ -116,7 +122,9 @@ class TopDownTransform:
         self.rotate = float(rotate)
         self.flip = flip
         self.half_body = float(half_body)
+        self._own_rng = rng is None
         self.rng = rng if rng is not None else np.random.default_rng()
+        self._pid = os.getpid()
         self.padding = padding
         self.rotate_prob = rotate_prob
         self.shift = shift
@@ -165,7 +173,10 @@ class TopDownTransform:
         image: np.ndarray | Image.Image | None = None,
         rng: np.random.Generator | None = None,
     ) -> TopDownSample:
-        rng = rng if rng is not None else self.rng
+        if rng is None:
+            if self._own_rng and os.getpid() != self._pid:  # a forked worker: fresh stream
+                self.rng, self._pid = np.random.default_rng(), os.getpid()
+            rng = self.rng
         img = load_rgb(inst.image) if image is None else np.asarray(image)
         if img.ndim == 2:
             img = np.repeat(img[..., None], 3, axis=2)
@@ -218,7 +229,7 @@ class TopDownTransform:
             return img
         import torch  # heavy import only when a tensor is asked for
 
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float().div_(255.0)  # np.array: writable copy
         mean = torch.from_numpy(self.mean)[:, None, None]
         std = torch.from_numpy(self.std)[:, None, None]
         return x.sub_(mean).div_(std)

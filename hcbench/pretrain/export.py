@@ -1,0 +1,86 @@
+"""Export a pretrained student as ``students/<name>/`` so that ``student:<name>`` loads it.
+
+``backbone.safetensors`` holds the timm model's state dict (the keys
+:func:`hcbench.backbones.checkpoint.load_into` expects; pretraining heads are not included)
+with metadata ``{"hcbench.architecture": <spec>}``; ``card.yaml`` beside it records the
+architecture (required by the loader), the position grid the weights were trained at, and
+the run's provenance. Both files are written atomically, weights first.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from hcbench.backbones.features import Backbone
+
+
+def architecture_of(spec: str) -> str:
+    """The alias/``timm:`` architecture behind a spec (a ``file:``/``student:`` spec's card says)."""
+    kind, sep, rest = spec.partition(":")
+    if not (sep and kind in ("file", "student")):
+        return spec
+    from hcbench.backbones import _sidecar, students_dir
+
+    path = Path(rest).expanduser() if kind == "file" else students_dir() / rest / "backbone.safetensors"
+    return str(_sidecar(path)["architecture"])
+
+
+def backbone_state(backbone: Backbone) -> dict[str, torch.Tensor]:
+    """The tensors that ``load_into`` reads back: the wrapped timm model's state dict."""
+    target = getattr(backbone, "model", backbone)
+    return {k: v.detach().to("cpu").clone().contiguous() for k, v in target.state_dict().items()}
+
+
+def position_grid(backbone: Backbone) -> list[int] | None:
+    pe = getattr(getattr(backbone, "model", None), "patch_embed", None)
+    grid = getattr(pe, "grid_size", None)
+    return [int(g) for g in grid] if grid is not None else None
+
+
+def export_student(backbone: Backbone, name: str, *, architecture: str, info: dict[str, Any] | None = None,
+                   root: str | Path | None = None) -> Path:
+    """Write ``<root>/<name>/backbone.safetensors`` + ``card.yaml``; returns the folder."""
+    from safetensors.torch import save
+
+    from hcbench import __version__
+    from hcbench.backbones import students_dir
+    from hcbench.backbones.checkpoint import file_sha256
+    from hcbench.results.store import atomic_write_bytes, atomic_write_text
+
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"--name {name!r}: use a plain folder name (letters, digits, -, _)")
+    if architecture.startswith(("file:", "student:")):
+        raise ValueError(f"architecture must be an alias or timm:<name>, not {architecture!r}")
+    folder = Path(root) if root is not None else students_dir()
+    folder = folder / name
+    weights = folder / "backbone.safetensors"
+    atomic_write_bytes(weights, save(backbone_state(backbone), metadata={"hcbench.architecture": architecture}))
+    card: dict[str, Any] = {"architecture": architecture}
+    grid = position_grid(backbone)
+    if grid is not None:
+        card["pos_grid"] = grid
+    card.update(info or {})
+    card.update({"weights_sha256": file_sha256(weights), "hcbench": __version__,
+                 "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    atomic_write_text(folder / "card.yaml", yaml.safe_dump(_plain(card), sort_keys=False))
+    return folder
+
+
+def _plain(obj: Any) -> Any:
+    """YAML-safe copy (tuples -> lists, paths -> str, numpy/torch scalars -> float)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
