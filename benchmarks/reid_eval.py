@@ -65,10 +65,11 @@ def make_data(nq: int, ng: int, dim: int, ids: int, cams: int, seed: int) -> dic
     centres = rng.standard_normal((ids, dim), dtype=np.float32)
     g_pids = rng.integers(0, ids, ng)
     q_pids = rng.integers(0, ids, nq)
+    noise = 1.5 * (dim / 64) ** 0.25  # a task neither trivial nor hopeless at any dim
     gf = centres[g_pids]
-    gf += 1.5 * rng.standard_normal((ng, dim), dtype=np.float32)
+    gf += noise * rng.standard_normal((ng, dim), dtype=np.float32)
     qf = centres[q_pids]
-    qf += 1.5 * rng.standard_normal((nq, dim), dtype=np.float32)
+    qf += noise * rng.standard_normal((nq, dim), dtype=np.float32)
     return {"qf": qf, "gf": gf, "q_pids": q_pids, "g_pids": g_pids,
             "q_camids": rng.integers(0, cams, nq), "g_camids": rng.integers(0, cams, ng)}
 

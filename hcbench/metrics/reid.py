@@ -36,7 +36,8 @@ def _features(x: Any, name: str) -> torch.Tensor:
         raise ValueError(f"{name} must be 2-D (num, dim), got shape {tuple(t.shape)}")
     if not torch.is_floating_point(t):
         t = t.float()
-    if not bool(torch.isfinite(t).all()):
+    # a row sum is finite iff the row is (short of float overflow) and costs no N x D bool tensor
+    if not bool(torch.isfinite(t.sum(1, dtype=torch.float64)).all()):
         raise ValueError(f"NaN or inf in {name}")
     return t
 

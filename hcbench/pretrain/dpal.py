@@ -9,7 +9,7 @@ tokens of the multi-person canvas). Losses, unit weights: **global** (MSE of the
 global-view CLS vs the decoded student CLS of every view), **local** (MSE of decoded vs
 teacher patch tokens weighted by a shape mask from the first principal component of the
 teacher's tokens; person view and canvas), **relation** (KL of the teacher's vs the student's
-token-similarity softmax on the canvas), plus the routing CE at 0.1 for the first 10% of
+token-similarity softmax on the canvas, self-similarities left out), plus the routing CE at 0.1 for the first 10% of
 training and 0.01 after (the reference switches at epoch 20 of 200).
 
 Reference: github.com/Hermine-D/DPAL (``pretrain_moe_decoder.py``, ``main_align_pretrain_moe.py``).
@@ -50,9 +50,13 @@ def local_loss(student: torch.Tensor, teacher: torch.Tensor, weights: torch.Tens
 
 def similarity_log_softmax(tokens: torch.Tensor, tau: float) -> torch.Tensor:
     """Row-wise log-softmax of the cosine-similarity matrix B x N x N at temperature ``tau``
-    (cosine, so students and teachers of different widths and scales compare)."""
+    (cosine, so students and teachers of different widths and scales compare). A token's
+    similarity to itself (always 1) carries no relation and would dominate each row, so the
+    diagonal is left out (probability 0)."""
     z = F.normalize(tokens.float(), dim=-1)
-    return F.log_softmax(z @ z.transpose(1, 2) / tau, dim=-1)
+    sim = z @ z.transpose(1, 2) / tau
+    eye = torch.eye(sim.shape[-1], dtype=torch.bool, device=sim.device)
+    return F.log_softmax(sim.masked_fill(eye, float("-inf")), dim=-1)
 
 
 def relation_loss(student: torch.Tensor, teacher: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
@@ -60,7 +64,8 @@ def relation_loss(student: torch.Tensor, teacher: torch.Tensor, tau: float = 0.1
     query tokens and images. ``student``/``teacher``: B x N x C (same N, any C)."""
     log_p_t = similarity_log_softmax(teacher, tau)
     log_p_s = similarity_log_softmax(student, tau)
-    return F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True).sum(-1).mean()
+    kl = torch.exp(log_p_t) * (log_p_t - log_p_s)
+    return kl.masked_fill(torch.isinf(log_p_t), 0.0).sum(-1).mean()  # 0 * log 0 = 0 on the diagonal
 
 
 @torch.no_grad()

@@ -265,7 +265,7 @@ def _train(cfg: PretrainConfig, method: PretrainMethod, views: ViewConfig, devic
                 scheduler.step()
                 step += 1
                 method.after_step(step / total)
-                last = {k: float(v) for k, v in losses.items()}
+                last = {k: float(v.detach()) for k, v in losses.items()}
                 lr = optimizer.param_groups[0]["lr"]
                 log.write(step=step, epoch=epoch, lr=lr, **last)
                 progress.advance(task, losses=last, lr=lr)

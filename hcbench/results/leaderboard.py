@@ -191,5 +191,5 @@ def render(board: Board, fmt: str = "table", tty: bool = False) -> str:
         Console(file=buf, force_terminal=True, width=max(120, 12 * len(header))).print(table)
         return buf.getvalue().rstrip("\n")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    fmt_row = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    fmt_row = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))  # noqa: E731
     return "\n".join([title, fmt_row(header), "  ".join("-" * w for w in widths), *map(fmt_row, rows), FOOTER])

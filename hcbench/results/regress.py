@@ -178,7 +178,7 @@ def format_table(cmp: Comparison) -> str:
 
     def fmt(cells: list[str]) -> str:
         return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     lines = [fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)] if rows else []
     lines += [f"NOT COMPARABLE {p}" for p in cmp.not_comparable]

@@ -81,13 +81,15 @@ def radar_figure(board: Board):
     ax.set_yticklabels([])
     ax.grid(alpha=0.4)
     ax.spines["polar"].set_alpha(0.3)
-    for t, c in zip(angles, cards):  # each spoke's range, worst at the inner ring and best at the rim
+    for t, c in zip(angles, cards, strict=True):  # each spoke's range, worst at the inner ring and best at the rim
         vals = board.values[c].dropna()
         if len(vals):
             worst, best = (vals.min(), vals.max()) if board.higher[c] else (vals.max(), vals.min())
-            ax.text(t, 0.25, f"{100 * worst:.1f}", fontsize=6, color="#666", ha="center", va="center")
-            ax.text(t, 0.93, f"{100 * best:.1f}", fontsize=6, color="#333", ha="center", va="center")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.05), fontsize=8, frameon=False)
+            box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75}
+            ax.text(t, 0.25, f"{100 * worst:.1f}", fontsize=6, color="#666", ha="center", va="center", bbox=box)
+            ax.text(t, 1.0, f"{100 * best:.1f}", fontsize=6, color="#222", ha="center", va="center", bbox=box)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(3, len(board.backbones)), fontsize=8,
+              frameon=False)
     suite = f" — {board.suite}" if board.suite else ""
     ax.set_title(f"Primary metric per card{suite} (min–max per spoke)", pad=18)
     return fig
@@ -132,7 +134,7 @@ def _svg(fig, prefix: str) -> str:
 
     buf = io.StringIO()
     with matplotlib.rc_context(_RC):
-        fig.savefig(buf, format="svg", metadata={"Date": None})
+        fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.05)
     text = buf.getvalue()
     text = text[text.index("<svg"):]
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)  # RDF block: nothing a viewer needs
@@ -152,7 +154,7 @@ def write_figures(board: Board, out: Path) -> dict[str, str]:
             fig = make(board)
             for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "ModDate": None})):
                 buf = io.BytesIO()
-                fig.savefig(buf, format=ext, dpi=200, metadata=meta)
+                fig.savefig(buf, format=ext, dpi=200, metadata=meta, bbox_inches="tight", pad_inches=0.05)
                 atomic_write_bytes(out / f"{name}.{ext}", buf.getvalue())
         svgs[name] = _svg(fig, name)
     return svgs
@@ -223,7 +225,7 @@ def _table_html(board: Board, cols: list[Column]) -> str:
     head = ['<th data-key="backbone" data-type="text" data-better="asc">Backbone<small>spec</small></th>',
             '<th data-key="params" data-type="num" data-better="asc">Params<small>M</small></th>',
             '<th data-key="gflops" data-type="num" data-better="asc">FLOPs<small>G</small></th>']
-    for key, c in zip(keys, cols):
+    for key, c in zip(keys, cols, strict=True):
         if c.is_mean:
             label = f"{_e(FAMILY_LABELS.get(c.family, c.family))}<small>mean</small>" if c.family else \
                 "Mean<small>all families</small>"

@@ -41,6 +41,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o644 & ~umask)  # mkstemp creates 0600; results are meant to be shared/served
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -60,14 +60,17 @@ def rank_cells(values: Sequence[float | None], higher: bool, skip: Sequence[bool
     """1 for the best, 2 for the second best, 0 otherwise, comparing values as printed (percent, 1 decimal).
 
     Ties share a mark; the second best is the next distinct printed value. A column needs two
-    values for a best and three for a second (with two rows "second" is just "last").
+    values for a best and three for a second (with two rows "second" is just "last"); a column
+    where every value reads the same gets no mark.
     """
     skip = skip or [False] * len(values)
-    shown = [None if v is None or math.isnan(v) or s else round(100 * v, 1) for v, s in zip(values, skip)]
+    shown = [None if v is None or math.isnan(v) or s else round(100 * v, 1) for v, s in zip(values, skip, strict=True)]
     present = [v for v in shown if v is not None]
     if len(present) < 2:
         return [0] * len(values)
     distinct = sorted(set(present), reverse=higher)
+    if len(distinct) == 1:  # every row reads the same: nothing stands out
+        return [0] * len(values)
     best = distinct[0]
     second = distinct[1] if len(distinct) > 1 and len(present) >= 3 else None
     return [1 if v is not None and v == best else 2 if v is not None and v == second else 0 for v in shown]
@@ -168,12 +171,20 @@ def _num(x: float | None, digits: int = 1) -> str | None:
     return None if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
+def _tex(command: str, arg: str) -> str:
+    return "\\" + command + "{" + arg + "}"
+
+
+def _multicolumn(n: int, label: str) -> str:
+    return _tex("multicolumn", str(n)) + "{c}{" + label + "}"
+
+
 def _cell(value: float, rank: int, star: bool, fmt: str) -> str:
     text = _num(100 * value)
     if text is None:
         return MISSING[fmt]
     if fmt == "latex":
-        text = r"\textbf{%s}" % text if rank == 1 else r"\underline{%s}" % text if rank == 2 else text
+        text = _tex("textbf", text) if rank == 1 else _tex("underline", text) if rank == 2 else text
         return text + (r"$^{*}$" if star else "")
     text = f"**{text}**" if rank == 1 else f"<u>{text}</u>" if rank == 2 else text
     return text + ("\\*" if star else "")
@@ -217,8 +228,8 @@ def _latex(board: Board, rows: list[str], cols: list[Column], metrics: str) -> s
     head1 = [""] * 3 + [""] * n
     rules1 = []
     for fam, a, b in fam_runs:
-        head1[3 + a] = r"\multicolumn{%d}{c}{%s}" % (b - a + 1, FAMILY_LABELS.get(fam, _latex_escape(fam)))
-        rules1.append(r"\cmidrule(lr){%d-%d}" % (off + a, off + b))
+        head1[3 + a] = _multicolumn(b - a + 1, FAMILY_LABELS.get(fam, _latex_escape(fam)))
+        rules1.append(_tex("cmidrule(lr)", f"{off + a}-{off + b}"))
     # second header row: card names (spanning their metric columns in --metrics all)
     head2 = ["Backbone", "Params", "FLOPs"]
     rules2 = []
@@ -233,10 +244,10 @@ def _latex(board: Board, rows: list[str], cols: list[Column], metrics: str) -> s
         while j + 1 < n and cols[j + 1].card == c.card:
             j += 1
         label = _latex_escape(_card_label(c.card))
-        head2.append(label if j == i else r"\multicolumn{%d}{c}{%s}" % (j - i + 1, label))
+        head2.append(label if j == i else _multicolumn(j - i + 1, label))
         head2 += [""] * (j - i)  # placeholders that line() drops under the multicolumn
         if j > i:
-            rules2.append(r"\cmidrule(lr){%d-%d}" % (off + i, off + j))
+            rules2.append(_tex("cmidrule(lr)", f"{off + i}-{off + j}"))
         i = j + 1
     head3 = ["", "(M)", "(G)"] + [_metric_label(c.metric, "latex") if c.metric else ("" if c.family else "all")
                                   for c in cols]
@@ -272,11 +283,11 @@ def _latex(board: Board, rows: list[str], cols: list[Column], metrics: str) -> s
         r"% Needs \usepackage{booktabs} and \usepackage{graphicx} (the box shrinks only if wider than \linewidth).",
         r"\begin{table*}[t]",
         r"\centering",
-        r"\caption{Results on the hcbench %s suite (%s tier).}" % (suite, board.tier),
-        r"\label{tab:hcbench-%s}" % label,
+        _tex("caption", f"Results on the hcbench {suite} suite ({board.tier} tier)."),
+        _tex("label", f"tab:hcbench-{label}"),
         r"\setlength{\tabcolsep}{4pt}",
         r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
-        r"\begin{tabular}{%s}" % spec,
+        _tex("begin", "tabular") + "{" + spec + "}",
         r"\toprule",
         line(head1),
         " ".join(rules1),

@@ -83,4 +83,15 @@ def write_attributes(root: Path, counts: dict[str, int], seed: int, keep: int = 
                 shown[split].append({"image": shot.image, "labels": lab})
     lab_arr = np.stack(labels) if labels else np.zeros((0, len(ATTRIBUTES)), np.uint8)
     write_pa100k_mat(root, names, lab_arr, ATTRIBUTES, rows)
+    _fixed_mat_header(root / "annotation.mat")
     return {"names": names, "labels": lab_arr, "rows": rows, "shown": shown}
+
+
+def _fixed_mat_header(path: Path) -> None:
+    """scipy.io.savemat puts the wall-clock time into the 116-byte text of the MAT v5 header;
+    overwrite that text (only) so the same seed gives byte-identical files."""
+    data = bytearray(path.read_bytes())
+    text = b"MATLAB 5.0 MAT-file, written by hcbench.synth"
+    if data[:10] == b"MATLAB 5.0":
+        data[:116] = text.ljust(116, b" ")
+        path.write_bytes(bytes(data))

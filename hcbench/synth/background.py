@@ -50,6 +50,7 @@ def background(rng: np.random.Generator, h: int, w: int, style: Style, scale: fl
     a little (a shallow depth of field that keeps people the sharpest thing in the picture)."""
     h, w = max(int(round(h * scale)), 2), max(int(round(w * scale)), 2)
     c = style.colors * rng.uniform(0.9, 1.1, (4, 3))
+    c = c * (1 - style.desaturate) + c.mean(1, keepdims=True) * style.desaturate  # muted palette
     yy = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
     xx = np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
     if style.kind == "gradient":
@@ -63,7 +64,8 @@ def background(rng: np.random.Generator, h: int, w: int, style: Style, scale: fl
         img = np.where(yy < hz, wall, floor) + 0 * xx
     img = np.ascontiguousarray(np.broadcast_to(img, (h, w, 3)), dtype=np.float32)
     if style.kind == "noise":
-        img += _lowres_noise(rng, h, w, int(rng.integers(3, 10)), 30)
+        n = _lowres_noise(rng, h, w, int(rng.integers(3, 10)), 30)
+        img += n * (1 - style.desaturate) + n.mean(2, keepdims=True) * style.desaturate
     pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
     d = ImageDraw.Draw(pil)
     for _ in range(style.n_shapes):
@@ -77,10 +79,7 @@ def background(rng: np.random.Generator, h: int, w: int, style: Style, scale: fl
             d.ellipse([x0, y0, x1, y1], fill=col)
         else:
             d.line([x0, y0, x1, y1], fill=col, width=int(rng.integers(1, 3)))
-    img = np.asarray(pil, np.float32) + _lowres_noise(rng, h, w, 2, 8)
-    gray = img.mean(2, keepdims=True)
-    img = img * (1 - style.desaturate) + gray * style.desaturate
-    return Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8))
+    return pil
 
 
 def light_field(rng: np.random.Generator, h: int, w: int, style: Style, jitter: float = 0.08) -> np.ndarray:

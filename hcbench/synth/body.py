@@ -79,7 +79,7 @@ class Appearance:
     def rgb(self, name: str) -> RGB:
         """The identity's own shade of a named colour (stable across its images)."""
         base = COLORS[name]
-        return tuple(int(np.clip(c * t, 0, 255)) for c, t in zip(base, self.tint))  # type: ignore[return-value]
+        return tuple(int(np.clip(c * t, 0, 255)) for c, t in zip(base, self.tint, strict=True))  # type: ignore[return-value]
 
 
 @dataclass

@@ -73,21 +73,22 @@ class Canvas:
         ids = self.id_map()
         ss = self.ss
         n = len(self.pieces)
-        lut = np.zeros((n, 3), np.uint8)
+        lut = np.zeros((2 * n, 3), np.uint8)  # rows n.. are the outline (darkened) colours
         cls = np.zeros(n, np.uint8)
         for i, pc in enumerate(self.pieces[1:], 1):
             lut[i], cls[i] = pc.color, pc.cls
-        rgb = np.take(lut, ids, axis=0)
-        self._stripes(ids, rgb)
+        lut[n:] = (lut[:n].astype(np.uint16) * int(OUTLINE * 256) >> 8).astype(np.uint8)
         # outlines where the id changes between two pieces, or a piece meets the background
+        fg = ids > 0
         edge = np.zeros(ids.shape, bool)
         edge[1:] |= ids[1:] != ids[:-1]
         edge[:, 1:] |= ids[:, 1:] != ids[:, :-1]
-        edge &= ids > 0
-        rgb[edge] = (rgb[edge].astype(np.uint16) * int(OUTLINE * 256) >> 8).astype(np.uint8)
+        edge &= fg
+        rgb = np.take(lut, ids + edge * np.int32(n), axis=0)
+        self._stripes(ids, rgb, edge)
         # composite at the output resolution: the box-filtered person colours (background pixels
         # are black in ``rgb``) plus the background weighted by the uncovered fraction
-        alpha = np.asarray(Image.fromarray(((ids > 0) * 255).astype(np.uint8)).reduce(ss), np.float32) / 255
+        alpha = np.asarray(Image.fromarray(fg.view(np.uint8) * np.uint8(255)).reduce(ss), np.float32) / 255
         person = np.asarray(Image.fromarray(rgb).reduce(ss), np.float32)
         bg = np.asarray(background.resize((self.w, self.h), Image.BILINEAR), np.float32)
         img = person + bg * (1 - alpha)[..., None]
@@ -98,7 +99,7 @@ class Canvas:
         labels = cls[ids[ss // 2::ss, ss // 2::ss]]
         return np.clip(img + 0.5, 0, 255).astype(np.uint8), labels
 
-    def _stripes(self, ids: np.ndarray, rgb: np.ndarray) -> None:
+    def _stripes(self, ids: np.ndarray, rgb: np.ndarray, edge: np.ndarray) -> None:
         ss = self.ss
         for i, pc in enumerate(self.pieces[1:], 1):
             if pc.stripe is None:
@@ -115,12 +116,15 @@ class Canvas:
             yy, xx = np.nonzero(sub)
             t = ((xx + x0 - o[0] * ss) * ax[0] + (yy + y0 - o[1] * ss) * ax[1]) / (per * ss)
             on = (np.floor(t).astype(int) % 2) == 1
-            rgb[yy[on] + y0, xx[on] + x0] = col
+            ys, xs = yy[on] + y0, xx[on] + x0
+            dark = np.array(col, np.float32) * np.where(edge[ys, xs], OUTLINE, 1.0)[:, None]
+            rgb[ys, xs] = dark.astype(np.uint8)
 
     # ------------------------------------------------------------------ measurements
-    def measure(self, full_area: bool = False) -> list[PersonRender]:
-        """Per-person boxes, areas, part pixel counts and keypoint visibility; ``full_area``
-        also rasterises each person alone (for the visible fraction of occluded people)."""
+    def measure(self, full_area: bool | set[int] = False, keypoints: bool = True) -> list[PersonRender]:
+        """Per-person boxes, areas, part pixel counts and keypoint visibility; ``full_area`` (all,
+        or a set of person indices) also rasterises each person alone, for the visible fraction
+        of occluded people. With ``keypoints=False`` visibility is not computed (v stays 0)."""
         ids = self.id_map()
         ss, n = self.ss, len(self.pieces)
         owner = np.zeros(n, np.int32)  # 1 + person index for body pieces, 0 otherwise
@@ -141,12 +145,14 @@ class Canvas:
             head = fig.extent(frozenset(p.part for p in fig.pieces) - BOX_HEAD_PARTS)
             vbox = boxes[k + 1] / ss
             out.append(PersonRender(
-                keypoints=self._keypoint_visibility(k, fig, ids),
+                keypoints=self._keypoint_visibility(k, fig, ids) if keypoints else np.zeros((len(fig.keypoints), 3),
+                                                                                             np.float32),
                 full_box=np.array([ext[0], ext[1], ext[2] - ext[0], ext[3] - ext[1]], np.float32),
                 visible_box=vbox,
                 head_box=np.array([head[0], head[1], head[2] - head[0], head[3] - head[1]], np.float32),
                 visible_area=float(area[k + 1]),
-                full_area=self._solo_area(fig) if full_area else float("nan"),
+                full_area=self._solo_area(fig) if full_area is True or (full_area and k in full_area)
+                else float("nan"),
                 part_pixels=parts[k]))
         return out
 

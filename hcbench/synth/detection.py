@@ -63,7 +63,7 @@ def det_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, Det
     if rng.random() < 0.3:  # a distant crowd: one ignore region over many tiny people
         cx, cy = rng.uniform(0.15, 0.85) * w, hz + rng.uniform(0.0, 0.08) * h
         figs = [small_person(cx + rng.normal(0, 12), cy + rng.uniform(-4, 4), rng.uniform(9, 17))
-                for _ in range(int(rng.integers(5, 12)))]
+                for _ in range(int(rng.integers(4, 9)))]
         for f in sorted(figs, key=lambda f: f.extent()[3]):
             add(f, "crowd")
         e = np.array([f.extent() for f in figs])
@@ -88,10 +88,10 @@ def det_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, Det
         add(build_figure(sample_appearance(rng), pose).fit([x, feet - height, x, feet]), "person")
 
     img, _ = canvas.render(background(rng, h, w, style), light_field(rng, h, w, style), float(rng.uniform(1, 5)), rng)
-    renders = canvas.measure(full_area=True)
+    renders = canvas.measure(full_area={k for k, r in enumerate(roles) if r == "person"}, keypoints=False)
     boxes, visible, heads = [], [], []
     n_hidden = n_dropped = 0
-    for role, r in zip(roles, renders):
+    for role, r in zip(roles, renders, strict=True):
         fbox = _xyxy_box(r.full_box)
         if role == "tiny":
             box = _clip(fbox, w, h)

@@ -35,7 +35,7 @@ EYE_RGB = (35, 25, 25)
 
 # Parts whose pixels make a keypoint "visible" besides the depth rule (see visibility()).
 KP_PARTS: tuple[frozenset[str], ...] = tuple(frozenset(p) for p in (
-    {"face", "eye"}, {"face", "eye"}, {"face", "eye"}, {"l_ear"}, {"r_ear"},
+    {"nose"}, {"l_eye"}, {"r_eye"}, {"l_ear"}, {"r_ear"},
     {"l_upper_arm", "strap"}, {"r_upper_arm", "strap"},
     {"l_upper_arm", "l_forearm"}, {"r_upper_arm", "r_forearm"},
     {"l_forearm", "l_hand"}, {"r_forearm", "r_hand"},
@@ -43,8 +43,7 @@ KP_PARTS: tuple[frozenset[str], ...] = tuple(frozenset(p) for p in (
     {"l_thigh", "l_shin", "skirt"}, {"r_thigh", "r_shin", "skirt"},
     {"l_shin", "l_shoe"}, {"r_shin", "r_shoe"},
 ))
-HEAD_PARTS = frozenset({"head", "face", "eye", "l_ear", "r_ear", "hat", "neck"})
-BOX_HEAD_PARTS = frozenset({"head", "face", "eye", "l_ear", "r_ear", "hat"})
+BOX_HEAD_PARTS = frozenset({"head", "face", "nose", "l_eye", "r_eye", "l_ear", "r_ear", "hat"})
 NON_BODY = frozenset({"bag"})  # drawn but outside the person's full box (hand-held)
 
 
@@ -63,7 +62,8 @@ class Piece:
         if self.stripe is not None:
             o, ax, per, col = self.stripe
             stripe = (o * scale + offset, ax, per * scale, col)
-        return replace(self, polys=[p * scale + offset for p in self.polys], stripe=stripe)
+        return Piece([p * scale + offset for p in self.polys], self.cls, self.color, self.part, self.depth, stripe,
+                     self.person)
 
 
 @dataclass
@@ -185,18 +185,15 @@ def build_figure(app: Appearance, pose: Pose) -> Figure:
     cy, sy = np.cos(np.radians(pose.yaw)), np.sin(np.radians(pose.yaw))
     levels = [(NECK_Y - 0.005, 0.07 * b.shoulder, 0.045), (SHOULDER_Y + 0.025, 0.128 * b.shoulder, 0.065),
               (-0.13, 0.098 * (b.shoulder + b.hip) / 2, 0.06), (0.055, 0.105 * b.hip, 0.07)]
-    spine2, _ = proj([T @ np.array([0, -1.0, 0])])
-    up = spine2[0] / np.hypot(*spine2[0])
+    # one projection for the torso frame: spine direction, level centres, hem ends, face direction
+    aux3 = np.array([[0, -1.0, 0], *[[0, y, 0] for y, _, _ in levels], [0, NECK_Y, 0], [0, 0.055, 0]]) @ T.T
+    aux2, _ = proj(np.vstack([aux3, T @ sk.head_rot @ np.array([0, 0, 1.0])]))
+    up = aux2[0] / np.hypot(*aux2[0])
     perp = np.array([-up[1], up[0]])
-    left, right = [], []
-    for y, w, d in levels:
-        c2, _ = proj([T @ np.array([0, y, 0])])
-        hw = np.hypot(w * cy, d * sy)
-        left.append(c2[0] + perp * hw)
-        right.append(c2[0] - perp * hw)
-    torso_poly = np.array(left + right[::-1])
-    top2, _ = proj([T @ np.array([0, NECK_Y, 0])])
-    bot2, _ = proj([T @ np.array([0, 0.055, 0])])
+    hws = np.array([np.hypot(w * cy, d * sy) for _, w, d in levels])[:, None]
+    centres = aux2[1:5]
+    torso_poly = np.concatenate([centres + perp * hws, (centres - perp * hws)[::-1]])
+    top2, bot2, fwd2 = aux2[5:6], aux2[6:7], aux2[7:8]
     torso_stripe = _stripe(top2[0], bot2[0], per, stripe_rgb) if stripe_rgb else None
 
     legs_d = {s: 0.5 * (D[f"{s}_hip"] + D[f"{s}_knee"]) - 0.03 for s in "lr"}
@@ -209,16 +206,17 @@ def build_figure(app: Appearance, pose: Pose) -> Figure:
     add(Piece([capsule(P["neck"], P["head"], 0.024 * b.limb)], FACE, app.skin, "neck", 0.1))
     add(Piece([_circle(P["head"], hr)], HAIR, app.hair, "head", 0.2))
     head_yaw = np.radians(pose.yaw + pose.head_yaw)
-    fwd2, _ = proj([T @ sk.head_rot @ np.array([0, 0, 1.0])])
     down = np.array([-np.sin(np.radians(pose.roll)), np.cos(np.radians(pose.roll))])
     cos_h = float(np.cos(head_yaw))
     if cos_h > -0.2:
         hw = hr * (0.45 + 0.37 * max(cos_h, 0.0))
         c = P["head"] + fwd2[0] * 0.4 * hr + down * 0.18 * hr
         add(Piece([_ellipse(c, hw, 0.78 * hr, np.radians(pose.roll + pose.head_roll))], FACE, app.skin, "face", 0.201))
+    if D["nose"] - D["head"] > 0.25 * hr:  # a small profile/front nose: the nose keypoint's own pixels
+        add(Piece([_circle(P["nose"], 0.13 * hr, 8)], FACE, app.skin, "nose", 0.202))
     for s, name in (("l", "left_eye"), ("r", "right_eye")):
         if D[name] - D["head"] > 0.3 * hr:
-            add(Piece([_circle(P[name], 0.12 * hr, 8)], FACE, EYE_RGB, "eye", 0.203))
+            add(Piece([_circle(P[name], 0.12 * hr, 8)], FACE, EYE_RGB, f"{s}_eye", 0.203))
     for s, name in (("l", "left_ear"), ("r", "right_ear")):
         if D[name] - D["head"] > -0.35 * hr:
             add(Piece([_circle(P[name], 0.2 * hr, 10)], FACE, app.skin, f"{s}_ear", 0.2005))

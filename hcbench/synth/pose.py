@@ -16,7 +16,14 @@ import numpy as np
 from hcbench.data.readers.coco import write_coco_keypoints
 from hcbench.data.transforms.image import write_image
 from hcbench.data.types import KeypointMeta
-from hcbench.synth.body import COCO_FLIP_PAIRS, COCO_KEYPOINTS, COCO_SIGMAS, COCO_SKELETON, sample_appearance, sample_pose
+from hcbench.synth.body import (
+    COCO_FLIP_PAIRS,
+    COCO_KEYPOINTS,
+    COCO_SIGMAS,
+    COCO_SKELETON,
+    sample_appearance,
+    sample_pose,
+)
 from hcbench.synth.scene import clip_box, person_crop, split_rng
 
 NAME = "synth_pose"

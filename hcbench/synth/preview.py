@@ -76,7 +76,7 @@ def detection_sheet(items: Sequence[dict], path: Path) -> Path:
         d = ImageDraw.Draw(im)
         for b in s.ignore:
             _rect(d, b, (255, 0, 0))
-        for f, v, hb in zip(s.boxes, s.visible, s.heads):
+        for f, v, hb in zip(s.boxes, s.visible, s.heads, strict=True):
             _rect(d, v, (0, 120, 255), width=1)
             _rect(d, f, (0, 255, 0))
             _rect(d, hb, (255, 230, 0), width=1)
@@ -102,7 +102,7 @@ def attribute_sheet(items: Sequence[dict], names: Sequence[str], path: Path) -> 
     tiles = []
     for it in items:
         im = _zoom(it["image"])
-        on = [n for n, v in zip(names, it["labels"]) if v]
+        on = [n for n, v in zip(names, it["labels"], strict=True) if v]
         cap = Image.new("RGB", (max(im.width, 110), im.height + 11 * len(on) + 4), (24, 24, 24))
         cap.paste(im, (0, 0))
         d = ImageDraw.Draw(cap)

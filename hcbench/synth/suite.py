@@ -77,7 +77,7 @@ def _write_one(name: str, root: Path, counts: dict[str, int], seed: int, keep: i
         if preview:
             for split, items in out["shown"].items():
                 attribute_sheet(items, ATTRIBUTES, preview / f"{name}_{split}.png")
-        return {"positive_rate": dict(zip(ATTRIBUTES, [round(float(v), 3) for v in out["labels"].mean(0)]))}
+        return {"positive_rate": dict(zip(ATTRIBUTES, [round(float(v), 3) for v in out["labels"].mean(0)], strict=True))}
     if name == "synth_det":
         from hcbench.synth.detection import write_detection
         from hcbench.synth.preview import detection_sheet

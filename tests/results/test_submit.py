@@ -370,7 +370,7 @@ def test_npz_holding_a_pickle_is_refused_and_never_unpickled(tmp_path):
     rec.predictions.sha256 = sha256_file(pred)
     write_record(results / REC, rec)
     problems = submit.validate(submit.pack(results, tmp_path / "npz.zip"))
-    assert problems == [f"npz.zip: mini/vit_tiny/pa100k_attr.predictions.npz: holds pickled object arrays, refused "
+    assert problems == ["npz.zip: mini/vit_tiny/pa100k_attr.predictions.npz: holds pickled object arrays, refused "
                         "(arrays must be plain numeric/str dtypes)"]
     assert not canary.exists()
 

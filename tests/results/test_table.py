@@ -129,6 +129,9 @@ def test_rank_cells_directions_ties_and_missing():
     assert rank_cells([0.9, 0.8, 0.7], higher=True, skip=[True, False, False]) == [0, 1, 0]
     assert rank_cells([0.9, math.nan], higher=True) == [0, 0]  # one value: nothing to compare
     assert rank_cells([0.9, 0.8], higher=True) == [1, 0]  # two values: a best, no "second"
+    assert rank_cells([0.6, 0.6, 0.6], higher=True) == [0, 0, 0]  # all equal: no mark
+    assert rank_cells([0.6, 0.6, 0.5], higher=True) == [1, 1, 2]  # a shared best; the next value is second
+
 
 
 def test_bold_and_underline_cells_for_higher_and_lower_is_better(tmp_path):
@@ -146,7 +149,7 @@ def test_bold_and_underline_cells_for_higher_and_lower_is_better(tmp_path):
     assert [marks[b][1] for b in "abc"] == ["", "bold", "under"]  # CityPersons AP50: 90 > 85 > 80
     assert [marks[b][2] for b in "abc"] == ["under", "", "bold"]  # CrowdHuman AP50: 80 > 70 > 60
     assert [marks[b][3] for b in "abc"] == ["under", "bold", ""]  # CrowdHuman MR-2: 40 < 50 < 60
-    assert [marks[b][4] for b in "abc"] == ["bold", "bold", "bold"]  # JI all tied at 60.0
+    assert [marks[b][4] for b in "abc"] == ["", "", ""]  # JI all tied at 60.0: nothing stands out
     # detection mean = (1 - MR-2_citypersons + AP50_crowdhuman) / 2: a 70.0, b 75.0, c 80.0
     assert [_plain(rows[b][7]) for b in "abc"] == ["70.0", "75.0", "80.0"]
     assert [marks[b][5] for b in "abc"] == ["", "under", "bold"]
