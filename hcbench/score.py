@@ -155,14 +155,14 @@ def score_parsing(gt: Path, pred: Path, num_classes: int, ignore_index: int = 25
         if g.shape != p.shape:
             raise DataFormatError(p_path, f"size {p.shape[1]}x{p.shape[0]} differs from the ground truth's "
                                   f"{g.shape[1]}x{g.shape[0]} ({gt / rel})")
-        bad = (p >= num_classes) & (g != ignore_index)
-        if bad.any():
-            raise DataFormatError(p_path, f"predicted label(s) {np.unique(p[bad])[:10].tolist()} outside "
-                                  f"0..{num_classes - 1}")
         bad = (g >= num_classes) & (g != ignore_index)
         if bad.any():
             raise DataFormatError(gt / rel, f"ground-truth label(s) {np.unique(g[bad])[:10].tolist()} outside "
                                   f"0..{num_classes - 1} and not ignore_index {ignore_index}")
+        bad = (p >= num_classes) & (g != ignore_index)
+        if bad.any():
+            raise DataFormatError(p_path, f"predicted label(s) {np.unique(p[bad])[:10].tolist()} outside "
+                                  f"0..{num_classes - 1}")
         conf.update(p, g)
     return _jsonable(parsing_metrics(conf))
 
@@ -227,7 +227,7 @@ def score_attributes(gt: Path, pred: Path, threshold: float = 0.5) -> dict[str, 
     bad = ~np.isin(g, (0, 1))
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise DataFormatError(gt, f"label {g[i, j]!r} is not 0 or 1", record=f"row {i}, attribute {j}")
+        raise DataFormatError(gt, f"label {g[i, j].item()!r} is not 0 or 1", record=f"row {i}, attribute {j}")
     return _jsonable({k: v for k, v in attribute_metrics(g, p, threshold).items() if k in ATTRIBUTE_KEYS})
 
 

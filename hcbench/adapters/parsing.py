@@ -114,8 +114,8 @@ class ParsingDataset(Dataset):
             image, label = resize(image, label, valid)
             image, label = pad_to(image, label, self.size, ignore)
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
-            "label": torch.from_numpy(np.ascontiguousarray(label)).long(),
+            "image": torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous(),  # copy: PIL arrays are read-only
+            "label": torch.from_numpy(np.array(label)).long(),
             "valid": torch.tensor(valid, dtype=torch.long),
             "orig_size": torch.tensor((oh, ow), dtype=torch.long),
             "index": index,
@@ -258,7 +258,11 @@ def score_file(path: Path, split: DatasetSplit) -> dict[str, float]:
         for s in split.samples:
             if s.sample_id not in have:
                 raise DataFormatError(path, "no prediction for this sample", record=s.sample_id)
-            pred = npz[s.sample_id]
+            try:
+                pred = npz[s.sample_id]
+            except ValueError as e:  # object arrays need pickle, which is never allowed here
+                raise DataFormatError(path, f"unreadable array (pickled objects are refused): {e}",
+                                      record=s.sample_id) from None
             gt = remap[load_label(s.label)]
             if pred.shape != gt.shape or pred.dtype != np.uint8:
                 raise DataFormatError(path, f"prediction is {pred.dtype} {pred.shape}, expected uint8 {gt.shape} "

@@ -4,9 +4,9 @@ Protocol-card keys this adapter reads (unknown keys are refused, so a typo canno
 fall back to a default):
 
 ``adapter``
-    ``head`` ("heatmap"), ``deconv_layers`` (2: the count for a stride-16 backbone; a backbone
-    of stride ``s`` gets ``log2(s / heatmap_stride)`` so the heatmap is always
-    ``input / heatmap_stride``), ``deconv_channels`` (256), ``deconv_kernel`` (4),
+    ``head`` ("heatmap"), ``deconv_layers`` (2: the count for a stride-16 backbone, checked
+    against ``heatmap_stride``; a backbone of stride ``s`` gets ``log2(s / heatmap_stride)`` so
+    the heatmap is always ``input / heatmap_stride``), ``deconv_channels`` (256), ``deconv_kernel`` (4),
     ``final_kernel`` (1), ``heatmap_stride`` (4), ``loss_weight`` (1.0),
     ``codec: {type: udp_gaussian, sigma: 2, refine: dark|none, blur_kernel: 11}``.
 ``augment``
@@ -15,10 +15,12 @@ fall back to a default):
 ``eval.options``
     ``sigmas`` (list, or a dataset name ``coco|aic|crowdpose``; default: the dataset card's),
     ``score_thr`` (0.2: keypoints above it make the instance score), ``nms`` (``oks`` |
-    ``none``), ``nms_thr`` (0.9), ``pckh_thr`` (0.5), ``crowd`` (CrowdPose easy/medium/hard;
+    ``none``), ``nms_thr`` (0.9), ``pckh_thr`` (0.5), ``pck_thr`` (0.1, of the longer box side,
+    for metric ``PCK``), ``crowd`` (CrowdPose easy/medium/hard;
     also on when the dataset card says ``iou_type: keypoints_crowd``), ``backend``
     (``pycocotools`` | ``faster-coco-eval``).
-    Metric ``PCKh`` in ``eval.metrics`` selects head-normalised PCK (MPII).
+    ``eval.metrics`` picks the scorers: ``PCKh*`` (MPII, head-normalised), ``PCK``
+    (box-normalised, matched by ``index``; ground-truth boxes only), the rest OKS AP/AR.
 
 Dataset items: ``image`` uint8 ``3 x H x W`` (the model normalises with the backbone's
 mean/std, so data loading never needs the backbone), ``heatmaps`` ``K x H/4 x W/4``,
@@ -39,10 +41,11 @@ from torch import nn
 from torch.utils.data import Dataset, Sampler, default_collate
 
 from hcbench.adapters.pose_codec import decode_heatmaps, encode_udp
+from hcbench.adapters.pose_eval import card_options, prediction_records, score_file
 from hcbench.backbones.features import Backbone
 from hcbench.cards import TaskCard
 from hcbench.data.cards import get_dataset_card, read_split
-from hcbench.data.types import DatasetSplit, KeypointMeta, PoseInstance
+from hcbench.data.types import DatasetSplit, KeypointMeta
 from hcbench.registry import ADAPTERS
 
 ADAPTER_DEFAULTS: dict[str, Any] = {
@@ -54,23 +57,14 @@ AUGMENT_DEFAULTS: dict[str, Any] = {
     "flip": True, "half_body": 0.3, "scale": [0.75, 1.25], "rotate": 40.0, "rotate_prob": 0.6, "shift": 0.0,
     "padding": 1.25,
 }
-EVAL_DEFAULTS: dict[str, Any] = {
-    "sigmas": None, "score_thr": 0.2, "nms": "oks", "nms_thr": 0.9, "pckh_thr": 0.5, "crowd": False,
-    "backend": "pycocotools",
-}
-
-
-def _options(card: TaskCard, given: dict[str, Any], defaults: dict[str, Any], where: str) -> dict[str, Any]:
-    unknown = set(given) - set(defaults)
-    if unknown:
-        raise ValueError(f"card {card.name!r}: unknown {where} key(s) {sorted(unknown)}; "
-                         f"the pose adapter knows {sorted(defaults)}")
-    return {**defaults, **given}
 
 
 def adapter_options(card: TaskCard) -> dict[str, Any]:
-    opts = _options(card, card.adapter, ADAPTER_DEFAULTS, "adapter")
-    opts["codec"] = _options(card, dict(opts["codec"]), CODEC_DEFAULTS, "adapter.codec")
+    opts = card_options(card, card.adapter, ADAPTER_DEFAULTS, "adapter")
+    opts["codec"] = card_options(card, dict(opts["codec"]), CODEC_DEFAULTS, "adapter.codec")
+    if 2 ** int(opts["deconv_layers"]) * int(opts["heatmap_stride"]) != 16:
+        raise ValueError(f"card {card.name!r}: deconv_layers {opts['deconv_layers']} (stated for a stride-16 "
+                         f"backbone) does not reach heatmap_stride {opts['heatmap_stride']}")
     if opts["head"] != "heatmap" or opts["codec"]["type"] != "udp_gaussian":
         raise ValueError(f"card {card.name!r}: the pose adapter implements head 'heatmap' with codec "
                          f"'udp_gaussian', not {opts['head']!r}/{opts['codec']['type']!r}")
@@ -102,7 +96,7 @@ class TopDownDataset(Dataset):
 
         self.split = split
         self.train = train
-        aug = _options(card, card.augment, AUGMENT_DEFAULTS, "augment")
+        aug = card_options(card, card.augment, AUGMENT_DEFAULTS, "augment")
         self.transform = TopDownTransform(
             split.meta, (card.input.height, card.input.width), train=train, scale=tuple(aug["scale"]),
             rotate=float(aug["rotate"]), flip=bool(aug["flip"]), half_body=float(aug["half_body"]),
@@ -264,152 +258,6 @@ class PoseAdapter:
 
     def score(self, path: Path, split: DatasetSplit, card: TaskCard) -> dict[str, float]:
         return score_file(path, split, card)
-
-
-def prediction_records(predictions: list[dict[str, Any]], split: DatasetSplit, card: TaskCard) -> list[dict]:
-    """COCO keypoint results ``{image_id, category_id: 1, keypoints [K*3], score}`` plus ``index``
-    (the sample's position in the split, which PCKh scoring matches on)."""
-    opts = eval_options(card)
-    by_index: dict[int, dict] = {}
-    for p in predictions:
-        by_index.setdefault(int(p["index"]), p)
-    records, areas = [], []
-    for idx in sorted(by_index):
-        p = by_index[idx]
-        inst: PoseInstance = split.samples[idx]
-        kp = np.asarray(p["keypoints"], dtype=np.float64).reshape(-1, 2)
-        sc = np.asarray(p["scores"], dtype=np.float64).reshape(-1)
-        good = sc > opts["score_thr"]
-        # mmpose rescoring: box score x mean confidence of the keypoints above the threshold
-        inst_score = float(inst.score) * (float(sc[good].mean()) if good.any() else 0.0)
-        flat = np.concatenate([kp, sc[:, None]], axis=1).reshape(-1)
-        records.append({"image_id": int(inst.image_id), "category_id": 1,
-                        "keypoints": [round(float(v), 3) for v in flat], "score": round(inst_score, 6),
-                        "index": idx})
-        areas.append(float(inst.bbox[2] * inst.bbox[3]))
-    if opts["nms"] == "oks":
-        keep = oks_nms(records, np.asarray(areas), resolve_sigmas(card, split), float(opts["nms_thr"]))
-        records = [records[i] for i in keep]
-    elif opts["nms"] != "none":
-        raise ValueError(f"card {card.name!r}: eval.options.nms must be 'oks' or 'none', not {opts['nms']!r}")
-    return records
-
-
-def eval_options(card: TaskCard) -> dict[str, Any]:
-    return _options(card, card.eval.options, EVAL_DEFAULTS, "eval.options")
-
-
-def resolve_sigmas(card: TaskCard, split: DatasetSplit) -> np.ndarray:
-    """OKS sigmas: ``eval.options.sigmas`` (values or a name), else the dataset card's."""
-    from hcbench.metrics.pose import resolve_sigmas as named
-
-    spec = eval_options(card)["sigmas"]
-    meta: KeypointMeta = split.meta
-    sig = named(spec) if spec is not None else np.asarray(meta.sigmas, dtype=np.float64)
-    if sig.size != meta.num_keypoints:
-        raise ValueError(f"card {card.name!r}: {sig.size} OKS sigmas for {meta.num_keypoints} keypoints "
-                         f"(set eval.options.sigmas or the dataset card's keypoints.sigmas)")
-    return sig
-
-
-def oks_nms(records: list[dict], areas: np.ndarray, sigmas: np.ndarray, thr: float) -> list[int]:
-    """Greedy OKS non-maximum suppression per image (mmpose ``oks_nms``): indices kept."""
-    var = (2 * sigmas) ** 2
-    keep: list[int] = []
-    by_image: dict[int, list[int]] = {}
-    for i, r in enumerate(records):
-        by_image.setdefault(r["image_id"], []).append(i)
-    for ids in by_image.values():
-        kp = np.asarray([records[i]["keypoints"] for i in ids], dtype=np.float64).reshape(len(ids), -1, 3)
-        order = list(np.argsort([-records[i]["score"] for i in ids], kind="stable"))
-        while order:
-            top, rest = order[0], np.asarray(order[1:], dtype=int)
-            keep.append(ids[top])
-            if rest.size == 0:
-                break
-            d2 = ((kp[rest, :, :2] - kp[top, None, :, :2]) ** 2).sum(-1)
-            scale = (areas[ids[top]] + areas[[ids[j] for j in rest]]) / 2 + np.spacing(1)
-            oks = np.exp(-d2 / var[None] / scale[:, None] / 2).mean(1)
-            order = [j for j, o in zip(rest.tolist(), oks, strict=True) if o <= thr]
-    return sorted(keep)
-
-
-def load_results(path: Path) -> list[dict]:
-    from hcbench.data.types import DataFormatError
-
-    try:
-        results = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataFormatError(path, f"not valid JSON: {e}") from None
-    if not isinstance(results, list):
-        raise DataFormatError(path, "expected a JSON list of COCO keypoint results")
-    return results
-
-
-def score_oks(results: list[dict], split: DatasetSplit, card: TaskCard) -> dict[str, float]:
-    """OKS AP of ``results`` against the split's COCO ground truth, restricted to the images
-    (and, for a limited ground-truth-box split, the persons) the split holds."""
-    from hcbench.data.readers.coco import load_json
-    from hcbench.metrics.pose import keypoint_ap
-
-    gt_path = split.extra.get("coco_gt")
-    if gt_path is None:
-        raise ValueError(f"card {card.name!r}: split {split.name}/{split.split} has no COCO ground truth "
-                         "(extra['coco_gt']); OKS AP needs one")
-    ds_opts = get_dataset_card(card.dataset.name).options
-    crowd = bool(eval_options(card)["crowd"]) or ds_opts.get("iou_type") == "keypoints_crowd"
-    gt: Any = gt_path
-    image_ids = split.extra.get("image_ids")
-    if image_ids is not None and len(image_ids) < split.extra.get("num_images", len(image_ids)):
-        gt = _restrict_gt(load_json(gt_path), split)
-    return keypoint_ap(gt, results, sigmas=resolve_sigmas(card, split), crowd=crowd,
-                       use_area=ds_opts.get("use_area"), backend=eval_options(card)["backend"])
-
-
-def _restrict_gt(doc: dict, split: DatasetSplit) -> dict:
-    # a limited split (smoke tiers) is scored against the persons it holds, so a perfect
-    # prediction of those persons scores 1.0; crowd / unlabelled annotations stay (ignored anyway)
-    images = set(split.extra["image_ids"])
-    persons = {s.ann_id for s in split.samples if s.ann_id >= 0}
-    detected = split.extra.get("boxes") == "detected"
-
-    def kept(a: dict) -> bool:
-        if a["image_id"] not in images:
-            return False
-        ignored = a.get("iscrowd", 0) or a.get("num_keypoints", 1) == 0 or max(a["keypoints"][2::3], default=0) <= 0
-        return detected or ignored or a["id"] in persons
-
-    return {**doc, "images": [im for im in doc["images"] if im["id"] in images],
-            "annotations": [a for a in doc["annotations"] if kept(a)]}
-
-
-def score_pckh(results: list[dict], split: DatasetSplit, card: TaskCard) -> dict[str, float]:
-    """PCKh of the results matched to the split's persons by ``index``; a person without a
-    prediction counts as all joints wrong."""
-    from hcbench.metrics.pose import pckh
-
-    n, k = len(split.samples), split.meta.num_keypoints
-    gt = np.stack([s.keypoints for s in split.samples]) if n else np.zeros((0, k, 3), np.float32)
-    head = np.asarray([s.head_size if s.head_size is not None else np.nan for s in split.samples])
-    if np.isnan(head).any():
-        raise ValueError(f"card {card.name!r}: PCKh needs head sizes; split {split.name}/{split.split} has "
-                         "none (the dataset card's split must list the 'head_boxes' file)")
-    far = np.abs(gt[..., :2]).max(initial=0.0) + 1e6  # a finite point no head size reaches
-    pred = np.full((n, k, 2), far)
-    for r in results:
-        idx = r.get("index")
-        if not isinstance(idx, int) or not 0 <= idx < n:
-            raise ValueError(f"PCKh scoring matches results to persons by 'index' (0..{n - 1}); got {idx!r}")
-        pred[idx] = np.asarray(r["keypoints"], dtype=np.float64).reshape(k, 3)[:, :2]
-    out = pckh(pred, gt[..., :2], gt[..., 2] > 0, head, thr=float(eval_options(card)["pckh_thr"]))
-    return {key: float(v) for key, v in out.items() if isinstance(v, float) and not math.isnan(v)}
-
-
-def score_file(path: Path, split: DatasetSplit, card: TaskCard) -> dict[str, float]:
-    results = load_results(path)
-    if any(m.startswith("PCKh") for m in card.eval.metrics):
-        return score_pckh(results, split, card)
-    return score_oks(results, split, card)
 
 
 def _with_detected_boxes(split: DatasetSplit, card: TaskCard, root: Path | None, limit: int | None

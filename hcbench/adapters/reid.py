@@ -57,6 +57,10 @@ FEATURE_CHOICES = ("before_bn", "after_bn")
 
 
 # --------------------------------------------------------------------------- data
+def _writable(a: np.ndarray) -> np.ndarray:
+    """PIL-backed arrays are read-only; torchvision wraps them without copying and warns."""
+    return a if a.flags.writeable else a.copy()
+
 def image_transform(size: tuple[int, int], train: bool, flip: float = 0.5, pad: int = 10,
                     erase: float = 0.5):
     """H x W x 3 uint8 -> 3 x H x W float in [0, 1]; normalisation happens in the model so that it
@@ -87,7 +91,8 @@ class ReIDDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         s: ReIDSample = self.split.samples[i]
-        return {"index": i, "image": self.transform(load_rgb(s.image)), "pid": self.labels[i], "camid": s.camid}
+        image = self.transform(_writable(load_rgb(s.image)))
+        return {"index": i, "image": image, "pid": self.labels[i], "camid": s.camid}
 
 
 def relabel(samples: list[ReIDSample]) -> tuple[list[int], int]:

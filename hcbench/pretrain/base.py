@@ -53,6 +53,7 @@ class PretrainMethod(nn.Module):
     needs_teacher: ClassVar[bool] = False
     needs_canvas_masks: ClassVar[bool] = False  # real crowd canvases (no masks) are unusable
     trains: ClassVar[bool] = True  # False: nothing to optimise (the random baseline)
+    global_views: ClassVar[int] = 1  # person views per image the method reads
     Options: ClassVar[type[MethodOptions]] = MethodOptions
 
     def __init__(self, student: Backbone, teacher: Backbone | None = None, options: MethodOptions | None = None):

@@ -42,7 +42,7 @@ def global_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor) -> torch.T
 
 def local_loss(student: torch.Tensor, teacher: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Per-token MSE (B x N x C) averaged with per-token ``weights`` B x N (the shape mask)."""
-    per_token = (student - teacher).pow(2).mean(-1)
+    per_token = (student.float() - teacher.float()).pow(2).mean(-1)
     if weights is None:
         return per_token.mean()
     return (per_token * weights).sum() / weights.sum().clamp_min(1e-6)

@@ -67,7 +67,7 @@ class PretrainConfig:
     workers: int | None = None
 
     def resolved_views(self, method_cls: type[PretrainMethod]) -> ViewConfig:
-        views = self.views or ViewConfig.preset(self.size)
+        views = dataclasses.replace(self.views or ViewConfig.preset(self.size), n_global=method_cls.global_views)
         if method_cls.needs_canvas_masks:  # real crowd images carry no pasted masks
             views = dataclasses.replace(views, real_canvas_prob=0.0)
         return views
@@ -160,7 +160,9 @@ def pretrain(cfg: PretrainConfig, progress: Progress | None = None) -> Path:
     progress = progress or Progress()
     try:
         method = build_method(cfg, views).to(device)
-        if cfg.teacher and not cfg.teacher.startswith(("file:", "student:")) and cls.needs_teacher:
+        if cfg.teacher and not cls.needs_teacher:
+            progress.log(f"note: {cfg.method} uses no external teacher; --teacher {cfg.teacher} is ignored")
+        elif cfg.teacher and not cfg.teacher.startswith(("file:", "student:")):
             progress.log(f"warning: teacher {cfg.teacher!r} has random weights (no checkpoint); "
                          "use file:<path> or student:<name> for a trained teacher")
         info = {"method": cfg.method, "student": cfg.student, "teacher": cfg.teacher, "images": str(cfg.images),
@@ -298,25 +300,32 @@ def _env_int(name: str) -> int | None:
 
 
 def config_from_args(args) -> PretrainConfig:
-    """CLI namespace -> config. Flags the CLI does not (yet) define fall back to environment
-    variables: ``HCBENCH_PRETRAIN_SIZE`` (full|small), ``HCBENCH_CHECKPOINT_EVERY``,
-    ``HCBENCH_PRETRAIN_MAX_STEPS``."""
-    get = lambda name, default=None: getattr(args, name, None) if getattr(args, name, None) is not None else default  # noqa: E731
+    """CLI namespace -> config. Options the CLI does not (yet) define are read from the namespace
+    when present, else from ``HCBENCH_PRETRAIN_SIZE`` (full|small), ``HCBENCH_CHECKPOINT_EVERY``
+    and ``HCBENCH_PRETRAIN_MAX_STEPS``."""
+    def opt(name: str, default=None):
+        value = getattr(args, name, None)
+        return default if value is None else value
+
     return PretrainConfig(
         method=args.method, images=Path(args.images), name=args.name, student=args.student, teacher=args.teacher,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, resume=bool(args.resume),
         work_dir=Path(args.work_dir), device=args.device, seed=args.seed,
-        size=get("size", os.environ.get("HCBENCH_PRETRAIN_SIZE", "full")),
-        checkpoint_every=get("checkpoint_every", _env_int("HCBENCH_CHECKPOINT_EVERY")),
-        max_steps=get("max_steps", _env_int("HCBENCH_PRETRAIN_MAX_STEPS")),
-        backgrounds=get("backgrounds"), multi_person=get("multi_person"),
+        size=opt("size", os.environ.get("HCBENCH_PRETRAIN_SIZE", "full")),
+        checkpoint_every=opt("checkpoint_every", _env_int("HCBENCH_CHECKPOINT_EVERY")),
+        max_steps=opt("max_steps", _env_int("HCBENCH_PRETRAIN_MAX_STEPS")),
+        backgrounds=opt("backgrounds"), multi_person=opt("multi_person"),
     )
 
 
 def pretrain_from_args(args) -> int:
     cfg = config_from_args(args)
     t0 = time.perf_counter()
-    folder = pretrain(cfg, Progress(plain=True if getattr(args, "quiet", False) else None))
+    progress = Progress(plain=True if getattr(args, "quiet", False) else None)
+    try:
+        folder = pretrain(cfg, progress)
+    finally:
+        progress.close()
     if D.is_main():
         print(json.dumps({"student": f"student:{cfg.name}", "folder": str(folder),
                           "wall_s": round(time.perf_counter() - t0, 1)}))

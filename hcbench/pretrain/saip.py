@@ -46,7 +46,7 @@ class CSMHead(nn.Module):
         super().__init__()
         dims = [in_dim] + [hidden] * (layers - 1)
         mods: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:]):
+        for a, b in zip(dims[:-1], dims[1:], strict=False):
             mods += [nn.Linear(a, b), nn.GELU()]
         mods.append(nn.Linear(dims[-1], bottleneck))
         self.mlp = nn.Sequential(*mods)
@@ -136,7 +136,7 @@ class CSRDecoder(nn.Module):
         full = torch.scatter(self.mask_token.expand(B, n, self.dim).to(vis.dtype), 1,
                              keep.unsqueeze(-1).expand(-1, -1, self.dim), vis)
         pos = build_sincos2d_pos_embed(list(grid), self.dim, device=vis.device, dtype=vis.dtype)
-        prefix = torch.stack([self.embed(cls), self.embed(anchor_cls)], 1) + self.prefix_pos
+        prefix = (torch.stack([self.embed(cls), self.embed(anchor_cls)], 1) + self.prefix_pos).to(vis.dtype)
         x = torch.cat([prefix, full + pos], 1)
         for blk in self.blocks:
             x = blk(x)
@@ -226,6 +226,7 @@ class SAIPOptions(MethodOptions):
 class SAIP(PretrainMethod):
     name = "saip"
     needs_canvas_masks = True
+    global_views = 2
     Options = SAIPOptions
 
     def __init__(self, student: Backbone, teacher: Backbone | None = None, options: SAIPOptions | None = None):

@@ -215,6 +215,9 @@ class MultiViewBatch:
     def __len__(self) -> int:
         return int(self.globals.shape[0])
 
+    def pin_memory(self) -> MultiViewBatch:  # called by DataLoader(pin_memory=True)
+        return MultiViewBatch(**{k: v.pin_memory() for k, v in vars(self).items()})
+
     def to(self, device: torch.device | str) -> MultiViewBatch:
         return MultiViewBatch(**{k: v.to(device, non_blocking=True) for k, v in vars(self).items()})
 

@@ -5,7 +5,8 @@ nearer people occlude farther ones; about half are placed next to someone alread
 overlaps are common. Per person: ``fbox`` = the full body extent including occluded parts and
 parts outside the image (as in CrowdHuman), ``vbox`` = the extent of its visible pixels,
 ``hbox`` = the head (hair, face, hat). Ignore regions (``mask`` boxes): a distant crowd of tiny
-people, a single tiny person, and people too hidden to detect (under 10% or 40 px visible).
+people, a single tiny person, and the visible part of people too hidden to detect (under 10%
+or 40 px visible).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def det_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, Det
             n_dropped += 1  # nothing of it is in the picture: not annotated at all
             continue
         if frac < MIN_VISIBLE_FRAC or r.visible_area < MIN_VISIBLE_PX:
-            ignore.append(_clip(fbox, w, h))
+            ignore.append(_xyxy_box(r.visible_box))  # only the bit that shows, not the people in front
             n_hidden += 1
             continue
         boxes.append(fbox)

@@ -16,7 +16,6 @@ import numpy as np
 from hcbench.synth.body import (
     COCO_KEYPOINTS,
     NECK_Y,
-    SHOULDER_X,
     SHOULDER_Y,
     Appearance,
     Pose,
@@ -313,9 +312,13 @@ def build_figure(app: Appearance, pose: Pose) -> Figure:
 
     kp_xy = np.stack([P[n] for n in _KP_SOURCES])
     kp_d = np.array([D[n] for n in _KP_SOURCES])
-    return Figure(pieces, kp_xy, kp_d, app, pose, {"head_r": hr, "shoulder_x": SHOULDER_X})
+    return Figure(pieces, kp_xy, kp_d, app, pose, {"head_r": hr})
 
 
-# keypoint name -> joint name in the skeleton (COCO order)
-_KP_SOURCES = tuple(n if n in ("nose",) or "eye" in n or "ear" in n else n.replace("left_", "l_").replace(
-    "right_", "r_") for n in COCO_KEYPOINTS)
+def _joint_name(keypoint: str) -> str:
+    """COCO keypoint name -> skeleton joint name (``left_wrist`` -> ``l_wrist``; head points keep theirs)."""
+    side, _, part = keypoint.partition("_")
+    return keypoint if part in ("", "eye", "ear") else f"{side[0]}_{part}"
+
+
+_KP_SOURCES = tuple(_joint_name(n) for n in COCO_KEYPOINTS)

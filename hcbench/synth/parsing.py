@@ -36,7 +36,7 @@ def write_parsing(root: Path, counts: dict[str, int], seed: int, keep: int = 0) 
             for i in range(n):
                 h, w = image_size(rng)
                 shot = person_crop(rng, h, w, sample_appearance(rng), sample_pose(rng), truncate_p=0.08,
-                                   occlude_p=0.15)
+                                   occlude_p=0.15, measure=False)
                 if i < keep:
                     shown[split].append({"image": shot.image, "labels": shot.labels})
                 yield shot.image, shot.labels, f"{i + 1:06d}"

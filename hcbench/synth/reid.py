@@ -48,7 +48,7 @@ def _shot(rng: np.random.Generator, app: Appearance, cam: Camera) -> np.ndarray:
     view = VIEWS[int(rng.choice(3, p=cam.views))]
     pose = sample_pose(rng, view=view, kind=str(rng.choice(["walk", "walk", "stand"])))
     return person_crop(rng, H, W, app, pose, style=cam.style, height_frac=cam.scale, x_jitter=0.05,
-                       quality=cam.quality, light_jitter=0.12).image
+                       quality=cam.quality, light_jitter=0.12, measure=False).image
 
 
 def _junk(rng: np.random.Generator, cam: Camera) -> np.ndarray:
@@ -57,7 +57,7 @@ def _junk(rng: np.random.Generator, cam: Camera) -> np.ndarray:
     # a bad detection: a box on part of a body
     pose = sample_pose(rng)
     return person_crop(rng, H, W, sample_appearance(rng), pose, style=cam.style, height_frac=(1.8, 2.6),
-                       x_jitter=0.3, fit_width=False).image
+                       x_jitter=0.3, fit_width=False, measure=False).image
 
 
 def write_reid(root: Path, n_train_ids: int, imgs_per_id: int, n_test_ids: int, seed: int,

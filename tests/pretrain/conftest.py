@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from pretrain_helpers import VIEWS, write_images
 
 

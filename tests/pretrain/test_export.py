@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
+from pretrain_helpers import tiny_vit
 from safetensors import safe_open
 
 from hcbench.backbones import build_backbone
 from hcbench.pretrain.baselines import FeatureKD
 from hcbench.pretrain.export import architecture_of, export_student
-from pretrain_helpers import tiny_vit
 
 
 @pytest.fixture

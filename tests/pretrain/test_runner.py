@@ -1,41 +1,19 @@
-"""The pretraining runner: every method end to end, checkpoints, refusals, kill + resume, CLI."""
+"""The pretraining runner: every method end to end, checkpoints, refusals, the CLI.
+(Kill + resume: test_resume_after_kill.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from pretrain_helpers import VIEWS, read_log, run_config
 from safetensors.torch import load_file
 
 from hcbench.backbones import build_backbone
-from hcbench.pretrain.runner import PretrainConfig, lr_factor, pretrain
+from hcbench.pretrain.runner import lr_factor, pretrain
 from hcbench.registry import PRETRAINERS
-from pretrain_helpers import VIEWS, write_images
-
-REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-
-
-def _cfg(tmp_path: Path, images: Path, method: str, name: str, **kw) -> PretrainConfig:
-    base = dict(method=method, images=images, name=name, student="pt_vit2_tiny",
-                teacher="pt_vit2_small" if method in ("dpal", "feature-kd") else None, epochs=1, batch_size=2,
-                lr=1e-3, work_dir=tmp_path / "runs", students_root=tmp_path / "students", size="small",
-                views=VIEWS, workers=0, method_options={"inter_dim": 32} if method == "dpal" else {})
-    base.update(kw)
-    return PretrainConfig(**base)
-
-
-def _log(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
 
 def test_registry_lists_the_methods():
@@ -47,11 +25,11 @@ def test_registry_lists_the_methods():
 @pytest.mark.parametrize("method", ["dpal", "saip", "feature-kd"])
 def test_each_method_trains_checkpoints_and_exports_the_bare_student(tmp_path, images, method, monkeypatch):
     monkeypatch.setenv("HCBENCH_STUDENTS", str(tmp_path / "students"))
-    cfg = _cfg(tmp_path, images, method, f"{method}_run", epochs=2, max_steps=4)
+    cfg = run_config(tmp_path, images, method, f"{method}_run", epochs=2, max_steps=4)
     folder = pretrain(cfg)
     assert folder == tmp_path / "students" / f"{method}_run"
     run = tmp_path / "runs" / f"{method}_run"
-    log = _log(run)
+    log = read_log(run)
     assert log[0]["event"] == "start" and [r["step"] for r in log[1:]] == [1, 2, 3, 4]
     assert [r["epoch"] for r in log[1:]] == [0, 0, 0, 1]  # 6 images / batch 2 = 3 steps per epoch
     assert all(r["loss"] > 0 for r in log[1:])
@@ -74,7 +52,7 @@ def test_each_method_trains_checkpoints_and_exports_the_bare_student(tmp_path, i
 
 
 def test_random_baseline_exports_the_seeded_init(tmp_path, images):
-    folder = pretrain(_cfg(tmp_path, images, "random", "rand0", seed=3))
+    folder = pretrain(run_config(tmp_path, images, "random", "rand0", seed=3))
     card = yaml.safe_load((folder / "card.yaml").read_text())
     assert card["method"] == "random" and card["steps"] == 0 and not (tmp_path / "runs" / "rand0").exists()
     torch.manual_seed(3)
@@ -85,87 +63,22 @@ def test_random_baseline_exports_the_seeded_init(tmp_path, images):
 
 def test_refusals_name_the_problem(tmp_path, images):
     with pytest.raises(ValueError, match="--teacher SPEC is required"):
-        pretrain(_cfg(tmp_path, images, "dpal", "x", teacher=None))
+        pretrain(run_config(tmp_path, images, "dpal", "x", teacher=None))
     with pytest.raises(ValueError, match="fewer than one batch"):
-        pretrain(_cfg(tmp_path, images, "feature-kd", "x", batch_size=8))
-    cfg = _cfg(tmp_path, images, "feature-kd", "kd", max_steps=1)
+        pretrain(run_config(tmp_path, images, "feature-kd", "x", batch_size=8))
+    cfg = run_config(tmp_path, images, "feature-kd", "kd", max_steps=1)
     pretrain(cfg)
     with pytest.raises(ValueError, match="pass --resume"):
         pretrain(cfg)
     with pytest.raises(ValueError, match=r"cannot resume, the run differs \(seed"):
-        pretrain(_cfg(tmp_path, images, "feature-kd", "kd", max_steps=2, seed=1, resume=True))
+        pretrain(run_config(tmp_path, images, "feature-kd", "kd", max_steps=2, seed=1, resume=True))
 
 
 def test_lr_schedule_warms_up_then_follows_a_cosine():
     f = [lr_factor(s, 100, 0.1, 0.0) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
     assert f[55] == pytest.approx(0.5, abs=0.02) and f[-1] < 0.01
-    assert all(b <= a for a, b in zip(f[10:], f[11:]))
-
-
-SCRIPT = """
-import json, sys, time
-import torch
-torch.set_num_threads(1)
-sys.path.insert(0, {here!r})
-from pretrain_helpers import VIEWS  # registers the 2-block test ViTs
-from hcbench.pretrain.dpal import DPAL
-from hcbench.pretrain.runner import PretrainConfig, pretrain
-from pathlib import Path
-args = json.loads(sys.argv[1])
-if args.pop("slow"):
-    _orig = DPAL.after_step
-    def _slow(self, progress):
-        time.sleep(0.3)  # leave the parent time to kill us between checkpoints
-        _orig(self, progress)
-    DPAL.after_step = _slow
-cfg = PretrainConfig(method="dpal", images=Path(args["images"]), name=args["name"], student="pt_vit2_tiny",
-                     teacher="pt_vit2_small", epochs=2, batch_size=2, lr=1e-3, work_dir=Path(args["work"]),
-                     students_root=Path(args["students"]), size="small", views=VIEWS, workers=0,
-                     method_options={{"inter_dim": 32}}, checkpoint_every=1, resume=args["resume"])
-pretrain(cfg)
-"""
-
-
-def _run_script(tmp_path: Path, **args) -> subprocess.Popen:
-    script = tmp_path / "run_dpal.py"
-    script.write_text(SCRIPT.format(here=str(HERE)))
-    env = dict(os.environ, HCBENCH_QUIET="1")
-    return subprocess.Popen([sys.executable, str(script), json.dumps(args)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def test_killed_run_resumes_from_its_last_checkpoint_and_matches_an_uninterrupted_run(tmp_path):
-    images = write_images(tmp_path / "images", 6)
-    common = dict(images=str(images), work=str(tmp_path / "runs"), students=str(tmp_path / "students"))
-    ckpt = tmp_path / "runs" / "killed" / "last.pt"
-    proc = _run_script(tmp_path, name="killed", resume=False, slow=True, **common)
-    deadline = time.time() + 240
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert ckpt.exists(), proc.communicate()[0] if proc.poll() is not None else "no checkpoint in time"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    killed_at = torch.load(ckpt, weights_only=True)["step"]
-    assert 1 <= killed_at < 6 and not (tmp_path / "students" / "killed").exists()
-
-    proc = _run_script(tmp_path, name="killed", resume=True, slow=False, **common)
-    out = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 0, out
-    assert f"resumed dpal killed from {ckpt} at step {killed_at}/6" in out
-    log = _log(tmp_path / "runs" / "killed")
-    resume_at = max(i for i, r in enumerate(log) if r.get("event") == "resume")
-    assert log[resume_at]["step"] == killed_at
-    assert [r["step"] for r in log[resume_at + 1:]] == list(range(killed_at + 1, 7))  # continued, not restarted
-    assert torch.load(ckpt, weights_only=True)["step"] == 6
-
-    # the same run without the kill, in this process (same seeds, one thread as in the script)
-    straight = _cfg(tmp_path, images, "dpal", "straight", epochs=2, checkpoint_every=1)
-    pretrain(straight)
-    a = load_file(tmp_path / "students" / "killed" / "backbone.safetensors")
-    b = load_file(tmp_path / "students" / "straight" / "backbone.safetensors")
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # same batches, same updates
+    assert all(b <= a for a, b in zip(f[10:], f[11:], strict=False))
 
 
 def test_cli_pretrain_runs_and_prints_plain_progress(tmp_path, images, monkeypatch, capfd):

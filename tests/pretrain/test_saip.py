@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from pretrain_helpers import tiny_vit
 
 from hcbench.pretrain.base import cosine_ramp
 from hcbench.pretrain.saip import (
@@ -18,7 +19,6 @@ from hcbench.pretrain.saip import (
     teacher_temperature,
 )
 from hcbench.pretrain.tokens import patchify, vit_forward
-from pretrain_helpers import tiny_vit
 
 
 def _reference_dino(student, teacher, center, ts, tt):

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 from PIL import Image
+from pretrain_helpers import VIEWS, write_images
 
 from hcbench.data.types import DataFormatError
 from hcbench.engine.loops import seed_everything
@@ -20,7 +21,6 @@ from hcbench.pretrain.views import (
     rescaled_size,
     resize,
 )
-from pretrain_helpers import VIEWS, write_images
 
 
 def test_list_images_is_recursive_sorted_and_filters(tmp_path):
