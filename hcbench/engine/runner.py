@@ -121,6 +121,12 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def _defined(x) -> float | None:
+    """COCO-style evaluators return -1 (or NaN) for a metric undefined on the split: store null."""
+    x = None if x is None else float(x)
+    return None if x is None or x != x or x < 0 else x
+
+
 def existing_record(path: Path, identity: tuple) -> ResultRecord | None:
     """A valid, successful record of the same identity, or None (stale/failed/malformed)."""
     if not path.exists():
@@ -196,7 +202,7 @@ def run_one(spec: RunSpec, progress: Progress) -> tuple[ResultRecord, bool]:
                  "family": card.family},
         "dataset": {"name": card.dataset.name, "split": card.dataset.split,
                     "fingerprint": dataset_fingerprint(split, root)},
-        "metrics": {m: float(metrics[m]) for m in card.eval.metrics},
+        "metrics": {m: _defined(metrics[m]) for m in card.eval.metrics},
         "primary": card.eval.primary,
         "run": {"seed": spec.seed, "started": started, "wall_s": round(time.perf_counter() - t0, 2),
                 "device": dev_name, "world_size": D.world_size(), "hcbench": __version__, "git_sha": git_sha(),

@@ -136,10 +136,12 @@ def compare(baseline: str | Path, current: str | Path, tolerance: float = 0.5, m
         names = [b.primary] if metrics == "primary" else list(b.metrics)
         for m in names:
             hib = higher_is_better(m)
+            if b.metrics.get(m) is None:  # undefined on this split (COCO's -1): nothing to compare
+                continue
             if c.status != "ok":
                 out.deltas.append(Delta(backbone, card, tier, seed, m, hib, b.metrics[m], None, "failed",
                                         f"current run failed: {c.error}"))
-            elif m not in c.metrics:
+            elif c.metrics.get(m) is None:
                 out.deltas.append(Delta(backbone, card, tier, seed, m, hib, b.metrics[m], None, "missing",
                                         "metric missing from the current record"))
             else:

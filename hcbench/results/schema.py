@@ -57,7 +57,7 @@ class ResultRecord(_Rec):
     backbone: BackboneInfo
     card: CardInfo
     dataset: DatasetInfo
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]  # None: undefined on this split (COCO's -1, e.g. APl with no large person)
     primary: str
     run: RunInfo
     predictions: PredictionsInfo | None = None
@@ -68,15 +68,17 @@ class ResultRecord(_Rec):
 
     @field_validator("metrics")
     @classmethod
-    def _fractions(cls, v: dict[str, float]) -> dict[str, float]:
+    def _fractions(cls, v: dict[str, float | None]) -> dict[str, float | None]:
         for k, x in v.items():
+            if x is None:
+                continue
             if not isinstance(x, (int, float)) or math.isnan(x) or not (0.0 <= x <= 1.0):
                 raise ValueError(f"metric {k!r}={x!r} is not a fraction in [0, 1]")
         return v
 
     @model_validator(mode="after")
     def _primary_present(self) -> ResultRecord:
-        if self.status == "ok" and self.primary not in self.metrics:
+        if self.status == "ok" and self.metrics.get(self.primary) is None:
             raise ValueError(f"primary metric {self.primary!r} missing from metrics {sorted(self.metrics)}")
         if self.status == "failed" and not self.error:
             raise ValueError("a failed record must carry its error")

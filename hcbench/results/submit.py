@@ -272,6 +272,8 @@ def _card_problem(rel: str, rec: ResultRecord, manifest_cards: dict[tuple[str, s
 def _metric_problems(rel: str, rec: ResultRecord) -> list[str]:
     out = []
     for m, v in rec.metrics.items():
+        if v is None:  # a metric undefined on the split is stored as null
+            continue
         if not isinstance(v, (int, float)) or not math.isfinite(v) or not 0.0 <= v <= 1.0:
             out.append(f"{rel}: card {rec.card.name!r} metric {m!r}={v!r} is not a fraction in [0, 1]")
     return out
@@ -373,6 +375,10 @@ def rescore_record(rel: str, rec: ResultRecord, card, pred: Path, root: Path | N
     for m, v in rec.metrics.items():
         if m not in fresh:
             out.append(f"{rel}: card {name!r} metric {m!r}: not produced by re-scoring the predictions")
+        elif v is None or fresh[m] is None or not 0.0 <= float(fresh[m]) <= 1.0:
+            undefined = fresh[m] is None or not 0.0 <= float(fresh[m]) <= 1.0 or float(fresh[m]) != float(fresh[m])
+            if (v is None) != undefined:
+                out.append(f"{rel}: card {name!r} metric {m!r}: recorded {v!r}, re-scored {fresh[m]!r}")
         elif not math.isclose(v, float(fresh[m]), rel_tol=0.0, abs_tol=RESCORE_ATOL):
             out.append(f"{rel}: card {name!r} metric {m!r}: recorded {v:.6f}, re-scored {float(fresh[m]):.6f} "
                        "from the shipped predictions")

@@ -95,7 +95,8 @@ def _all_metric_values(results: Path, board: Board) -> dict[tuple[str, str], dic
             continue
         cell = sums.setdefault((r.backbone.spec, r.card.name), {})
         for m, v in r.metrics.items():
-            cell.setdefault(m, []).append(v)
+            if v is not None:
+                cell.setdefault(m, []).append(v)
     return {k: {m: sum(vs) / len(vs) for m, vs in cell.items()} for k, cell in sums.items()}
 
 
