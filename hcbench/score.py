@@ -57,7 +57,14 @@ def _read_json(path: Path, what: str) -> Any:
 def _load_array(path: Path, what: str) -> np.ndarray:
     _exists(path, what)
     try:
-        return np.load(path, allow_pickle=False)
+        arr = np.load(path, allow_pickle=False)
+        if isinstance(arr, np.lib.npyio.NpzFile):  # an hcbench predictions .npz: its "probs" (or "labels")
+            with arr:
+                key = next((k for k in ("probs", "labels", "scores") if k in arr.files), None)
+                if key is None:
+                    raise DataFormatError(path, f"{what}: an .npz needs a 'probs' array, found {arr.files}")
+                return arr[key]
+        return arr
     except ValueError as e:  # pickled object arrays, malformed headers
         raise DataFormatError(path, f"not a plain .npy array ({what}): {e}") from None
     except OSError as e:

@@ -2,9 +2,10 @@
 
 Why FCOS: it is anchor-free and single-stage, so a ViT's one map feeds it through the shared
 :class:`~hcbench.backbones.pyramid.SimpleFeaturePyramid` with one location per pixel of each level
-and no proposal stage or RoI pooling; on CPU at 256 px it trains about 2x faster per step than
-Faster R-CNN on the same pyramid (measured: 19 vs 4-8 s/step at batch 8, see the report), and its
-loss accepts "ignore" locations with a small change (below), which CrowdHuman and CityPersons need.
+and no proposal stage, proposal sampling or RoI pooling. On CPU it is the faster of the two at
+small sizes (measured with vit_tiny, the synth_det pyramid, batch 8 at 192 px, 1 thread: 1.2 s per
+training step against 1.7 s for torchvision's Faster R-CNN on the same pyramid), and its loss
+takes "ignore" locations with a small change (below), which CrowdHuman and CityPersons need.
 
 Model: backbone ``Features.dense`` -> pyramid (strides ``backbone.stride / s`` for each scale ``s``
 in ``adapter.pyramid_scales``) -> FCOS head. Each level's anchor size equals its stride, which makes

@@ -122,6 +122,9 @@ def fit(adapter: TaskAdapter, model: nn.Module, card: TaskCard, train_ds: Datase
         n_batches = min(iters_per_epoch, total - epoch * iters_per_epoch)
         batches = [order[b * global_bs:(b + 1) * global_bs] for b in range(start, n_batches)]
         batches = [b[rank * local_bs:(rank + 1) * local_bs] for b in batches if len(b) == global_bs]
+        if len(batches) < n_batches - start:
+            raise RuntimeError(f"{card.name}: the training sampler gave {len(batches) + start} full batches of "
+                               f"{global_bs} in epoch {epoch}, the schedule needs {n_batches}")
         loader = DataLoader(data, batch_sampler=batches, collate_fn=adapter.collate, num_workers=num_workers(),
                             persistent_workers=False)
         for batch in loader:
@@ -141,7 +144,7 @@ def fit(adapter: TaskAdapter, model: nn.Module, card: TaskCard, train_ds: Datase
             optimizer.step()
             scheduler.step()
             state.step += 1
-            state.last_losses = {k: float(v) for k, v in losses.items() if torch.is_tensor(v) and v.numel() == 1}
+            state.last_losses = {k: float(v.detach()) for k, v in losses.items() if torch.is_tensor(v) and v.numel() == 1}
             progress.advance(task, losses=state.last_losses, lr=optimizer.param_groups[-1]["lr"])
             if on_step is not None:
                 on_step(state.step)

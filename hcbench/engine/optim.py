@@ -42,7 +42,7 @@ def build_optimizer(model: nn.Module, card: TaskCard) -> torch.optim.Optimizer:
     for g in groups:
         g["lr"] = card.optim.lr * g["lr_scale"]
     if card.optim.type == "sgd":
-        return torch.optim.SGD(groups, lr=card.optim.lr, momentum=card.optim.momentum, nesterov=True)
+        return torch.optim.SGD(groups, lr=card.optim.lr, momentum=card.optim.momentum)
     return torch.optim.AdamW(groups, lr=card.optim.lr, betas=tuple(card.optim.betas))
 
 

@@ -42,7 +42,10 @@ def _model(card, seed: int = 0):
 
 
 def test_registered_instance():
+    from hcbench.adapters.base import TaskAdapter
+
     ad = ADAPTERS.get("attributes")
+    assert isinstance(ad, TaskAdapter)
     assert ad is get_adapter("attributes") and ad.family == "attributes" and ad.predictions_suffix == ".npz"
 
 

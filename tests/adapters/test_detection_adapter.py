@@ -41,7 +41,10 @@ def _model(card, seed: int = 0):
 
 
 def test_registered_instance():
+    from hcbench.adapters.base import TaskAdapter
+
     ad = ADAPTERS.get("detection")
+    assert isinstance(ad, TaskAdapter)
     assert ad is get_adapter("detection") and ad.family == "detection" and ad.predictions_suffix == ".json"
 
 

@@ -40,7 +40,10 @@ def _model(card, seed: int = 0):
 
 
 def test_registered_instance():
+    from hcbench.adapters.base import TaskAdapter
+
     ad = ADAPTERS.get("reid")
+    assert isinstance(ad, TaskAdapter)
     assert ad is get_adapter("reid") and ad.family == "reid" and ad.predictions_suffix == ".npz"
 
 

