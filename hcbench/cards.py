@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import json
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -183,7 +183,7 @@ def load_card_file(path: str | Path) -> TaskCard:
     return card
 
 
-@lru_cache(maxsize=None)
+@cache
 def _all_cards(root: str) -> dict[str, TaskCard]:
     return {p.stem: load_card_file(p) for p in sorted(Path(root).glob("*.yaml"))}
 

@@ -65,7 +65,7 @@ class Registry(Generic[T]):
     # -- registration -----------------------------------------------------------------
     def register(self, name: str | None = None, **meta: Any) -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            self.add(name or getattr(obj, "__name__"), obj, **meta)
+            self.add(name or obj.__name__, obj, **meta)
             return obj
 
         return deco

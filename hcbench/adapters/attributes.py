@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
+from hcbench.adapters.base import split_name, split_root
 from hcbench.backbones.features import Backbone
 from hcbench.cards import TaskCard
 from hcbench.data.cards import get_dataset_card, read_split
@@ -120,21 +121,6 @@ class AttributeModel(nn.Module):
         return self.logit_bn(self.fc(emb))
 
 
-def _split_for(card: TaskCard, role: str) -> str:
-    if role == "train":
-        return card.dataset.train_split or "train"
-    if role == "eval":
-        return card.dataset.split
-    raise ValueError(f"role must be 'train' or 'eval', got {role!r}")
-
-
-def _root_of(split: DatasetSplit) -> Path | None:
-    import os
-
-    parents = [str(Path(f).parent) for f in split.files]
-    return Path(os.path.commonpath(parents)) if parents else None
-
-
 def _relative(path: Path, root: Path | None) -> str:
     p = Path(path)
     return p.relative_to(root).as_posix() if root is not None and p.is_relative_to(root) else p.as_posix()
@@ -152,7 +138,7 @@ class AttributeAdapter:
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        split = read_split(card.dataset.name, _split_for(card, role), root, limit=limit)
+        split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
         if not split.samples:
             raise ValueError(f"{card.dataset.name}/{split.split}: the split is empty")
         size = (card.input.height, card.input.width)
@@ -207,7 +193,7 @@ class AttributeAdapter:
             raise ValueError(f"{card.name}: no prediction for {len(missing)} images "
                              f"(first: {split.samples[missing[0]].image})")
         probs = np.stack([torch.as_tensor(by_index[i]["probs"]).float().numpy() for i in range(len(split.samples))])
-        root = _root_of(split)
+        root = split_root(split)
         names = np.array([_relative(s.image, root) for s in split.samples], dtype=str)
         buf = io.BytesIO()
         np.savez_compressed(buf, probs=probs.astype(np.float32), names=names,
@@ -228,7 +214,7 @@ class AttributeAdapter:
             raise ValueError(f"{path}: probs have shape {probs.shape}, {split.name}/{split.split} has {gt.shape} "
                              "(images x attributes)")
         if names is not None:
-            root = _root_of(split)
+            root = split_root(split)
             want = [_relative(s.image, root) for s in split.samples]
             if list(names) != want:
                 bad = next(i for i, (a, b) in enumerate(zip(names, want, strict=True)) if a != b)

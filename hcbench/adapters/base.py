@@ -53,6 +53,24 @@ class TaskAdapter(Protocol):
     def score(self, path: Path, split: DatasetSplit, card: TaskCard) -> dict[str, float]: ...
 
 
+def split_name(card: TaskCard, role: str) -> str:
+    """The dataset split a run reads for ``role``: ``train`` -> the card's ``train_split``
+    (default ``train``), ``eval`` -> its ``split``. Never trains on the evaluation split."""
+    if role == "train":
+        return card.dataset.train_split or "train"
+    if role == "eval":
+        return card.dataset.split
+    raise ValueError(f"role must be 'train' or 'eval', got {role!r}")
+
+
+def split_root(split: DatasetSplit) -> Path | None:
+    """The data root as seen from a split: the common folder above its annotation files/folders."""
+    import os
+
+    parents = [str(Path(f).parent) for f in split.files]
+    return Path(os.path.commonpath(parents)) if parents else None
+
+
 def get_adapter(family: str) -> TaskAdapter:
     from hcbench.registry import ADAPTERS
 

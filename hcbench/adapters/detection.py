@@ -58,6 +58,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from hcbench.adapters.base import split_name
 from hcbench.backbones.features import Backbone
 from hcbench.backbones.pyramid import SimpleFeaturePyramid
 from hcbench.cards import TaskCard
@@ -234,14 +235,6 @@ class PedestrianDetector(nn.Module):
 
 
 # --------------------------------------------------------------------------- adapter
-def _split_for(card: TaskCard, role: str) -> str:
-    if role == "train":
-        return card.dataset.train_split or "train"
-    if role == "eval":
-        return card.dataset.split
-    raise ValueError(f"role must be 'train' or 'eval', got {role!r}")
-
-
 def _image_wh(s: DetectionSample) -> tuple[int, int]:
     if s.width > 0 and s.height > 0:
         return s.width, s.height
@@ -292,7 +285,7 @@ class DetectionAdapter:
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        split = read_split(card.dataset.name, _split_for(card, role), root, limit=limit)
+        split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
         if not split.samples:
             raise ValueError(f"{card.dataset.name}/{split.split}: the split is empty")
         return DetectionDataset(split, card, train=role == "train"), split

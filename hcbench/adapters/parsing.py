@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Sampler, default_collate
 
+from hcbench.adapters.base import split_name
 from hcbench.backbones.features import Backbone
 from hcbench.backbones.pyramid import SimpleFeaturePyramid
 from hcbench.cards import TaskCard
@@ -178,10 +179,7 @@ class ParsingAdapter:
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        if role not in ("train", "eval"):
-            raise ValueError(f"role must be 'train' or 'eval', got {role!r}")
-        split_name = (card.dataset.train_split or card.dataset.split) if role == "train" else card.dataset.split
-        split = read_split(card.dataset.name, split_name, root, limit=limit)
+        split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
         return ParsingDataset(split, card, train=role == "train"), split
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:

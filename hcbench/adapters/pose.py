@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Sampler, default_collate
 
+from hcbench.adapters.base import split_name
 from hcbench.adapters.pose_codec import decode_heatmaps, encode_udp
 from hcbench.adapters.pose_eval import card_options, prediction_records, score_file
 from hcbench.backbones.features import Backbone
@@ -186,11 +187,8 @@ class PoseAdapter:
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        if role not in ("train", "eval"):
-            raise ValueError(f"role must be 'train' or 'eval', got {role!r}")
         name = card.dataset.name
-        split_name = (card.dataset.train_split or card.dataset.split) if role == "train" else card.dataset.split
-        split = read_split(name, split_name, root, limit=limit)
+        split = read_split(name, split_name(card, role), root, limit=limit)
         if role == "eval" and card.input.boxes == "detected":
             split = _with_detected_boxes(split, card, root, limit)
         if role == "train":  # persons without a labelled keypoint carry no training signal

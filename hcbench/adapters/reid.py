@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
+from hcbench.adapters.base import split_name, split_root
 from hcbench.backbones.features import Backbone
 from hcbench.cards import TaskCard
 from hcbench.data.cards import read_split
@@ -213,14 +214,6 @@ def _input_size(card: TaskCard) -> tuple[int, int]:
     return card.input.height, card.input.width
 
 
-def _split_for(card: TaskCard, role: str) -> str:
-    if role == "train":
-        return card.dataset.train_split or "train"
-    if role == "eval":
-        return card.dataset.split
-    raise ValueError(f"role must be 'train' or 'eval', got {role!r}")
-
-
 def _num_ids(card: TaskCard) -> int:
     n = card.adapter.get("num_ids")
     if not isinstance(n, int) or n < 1:
@@ -236,41 +229,33 @@ def _relative(path: Path, root: Path | None) -> str:
     return p.as_posix()
 
 
-def _root_of(split: DatasetSplit) -> Path | None:
-    """The data root as seen from a split: the common folder above its annotation files/folders."""
-    import os
-
-    parents = [str(Path(f).parent) for f in split.files]
-    return Path(os.path.commonpath(parents)) if parents else None
-
-
 class ReIDAdapter:
     family = "reid"
     predictions_suffix = ".npz"
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        split_name = _split_for(card, role)
+        which = split_name(card, role)
         aug = card.augment
         if role == "train":
-            split = read_split(card.dataset.name, split_name, root, limit=limit)
+            split = read_split(card.dataset.name, which, root, limit=limit)
             bad = [s for s in split.samples if s.role != "train"]
             if bad:
-                raise ValueError(f"{card.dataset.name}/{split_name}: training split holds {bad[0].role} images "
+                raise ValueError(f"{card.dataset.name}/{which}: training split holds {bad[0].role} images "
                                  f"(e.g. {bad[0].image}); pick a train split")
             labels, n = relabel(split.samples)
             if n > _num_ids(card):
-                raise ValueError(f"{card.dataset.name}/{split_name} has {n} training identities but card "
+                raise ValueError(f"{card.dataset.name}/{which} has {n} training identities but card "
                                  f"{card.name} declares adapter.num_ids={_num_ids(card)}")
             tf = image_transform(_input_size(card), True, float(aug.get("flip", 0.5)), int(aug.get("pad", 10)),
                                  float(aug.get("random_erasing", 0.5)))
             return ReIDDataset(split, tf, labels), split
-        split = read_split(card.dataset.name, split_name, root)
+        split = read_split(card.dataset.name, which, root)
         if limit is not None:
             split = limit_test_split(split, limit)
         roles = {s.role for s in split.samples}
         if not {"query", "gallery"} <= roles:
-            raise ValueError(f"{card.dataset.name}/{split_name}: an evaluation split needs query and gallery "
+            raise ValueError(f"{card.dataset.name}/{which}: an evaluation split needs query and gallery "
                              f"images, found roles {sorted(roles)}")
         return ReIDDataset(split, image_transform(_input_size(card), False), [s.pid for s in split.samples]), split
 
@@ -322,7 +307,7 @@ class ReIDAdapter:
         from hcbench.results.store import atomic_write_bytes
 
         by_index = {int(p["index"]): p for p in predictions}
-        root = _root_of(split)
+        root = split_root(split)
         arrays: dict[str, np.ndarray] = {}
         for role in ("query", "gallery"):
             idx = [i for i, s in enumerate(split.samples) if s.role == role]

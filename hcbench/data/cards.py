@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,7 @@ def load_dataset_card(path: str | Path) -> DatasetCard:
     return card
 
 
-@lru_cache(maxsize=None)
+@cache
 def _all(root: str) -> dict[str, DatasetCard]:
     return {p.stem: load_dataset_card(p) for p in sorted(Path(root).glob("*.yaml"))}
 

@@ -75,7 +75,7 @@ def run_slurm(specs: list[RunSpec], args) -> int:
         jobs = [executor.submit(SlurmRun(s)) for s in specs]
     print(f"submitted {len(jobs)} job(s): {', '.join(j.job_id for j in jobs)} (logs in {folder.parent})")
     failures = 0
-    for job, spec in zip(jobs, specs):
+    for job, spec in zip(jobs, specs, strict=True):
         try:
             failures += not job.result()
         except Exception as e:

@@ -8,7 +8,14 @@ import pytest
 from hcbench.cli import main
 from hcbench.results.leaderboard import leaderboard_frame, render
 from hcbench.results.schema import ResultRecord
-from hcbench.results.store import RecordError, load_records, read_record, record_path, records_frame, write_record
+from hcbench.results.store import (
+    RecordError,
+    load_records,
+    read_record,
+    record_path,
+    records_frame,
+    write_record,
+)
 
 
 def make_record(backbone: str, card: str, family: str, metrics: dict, primary: str, tier="smoke", seed=0,
