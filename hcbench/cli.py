@@ -72,7 +72,7 @@ def cmd_score(args) -> int:
     from hcbench import score as S
 
     if args.family == "pose":
-        out = S.score_pose(args.gt, args.pred, sigmas=args.sigmas, backend=args.backend)
+        out = S.score_pose(args.gt, args.pred, sigmas=args.sigmas, backend=args.backend, crowd=args.crowd)
     elif args.family == "parsing":
         out = S.score_parsing(args.gt, args.pred, num_classes=args.num_classes, ignore_index=args.ignore_index)
     elif args.family == "reid":
@@ -135,6 +135,14 @@ def cmd_pretrain(args) -> int:
     return pretrain_from_args(args)
 
 
+def cmd_export(args) -> int:
+    from hcbench.pretrain.export import export_finetuned
+
+    folder = export_finetuned(args.record, args.name)
+    print(f"exported the backbone of {args.record} to {folder} -> use --backbone student:{args.name}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hcbench", description="Benchmark harness for human-centric vision backbones.")
@@ -178,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--gt", type=Path, required=True)
     f.add_argument("--pred", type=Path, required=True)
     f.add_argument("--sigmas", default="coco", help="coco|aic|crowdpose|mpii|FILE")
+    f.add_argument("--crowd", action="store_true",
+                   help="CrowdPose protocol: maxDets 20, no area ranges, AP easy/medium/hard by crowdIndex")
     f.add_argument("--backend", choices=["pycocotools", "faster-coco-eval"], default="pycocotools")
     f = fam.add_parser("parsing")
     f.add_argument("--gt", type=Path, required=True)
@@ -238,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_pretrain)
+
+    s = sub.add_parser("export", help="export the backbone of a finished run as student:<NAME> (e.g. a teacher)")
+    s.add_argument("record", type=Path, help="the run's result record (results/<suite>/<backbone>/<card>.json)")
+    s.add_argument("--name", required=True)
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("table", help="paper table (LaTeX/Markdown): best bold, second underlined")
     s.add_argument("--results", type=Path, default=Path("results"))

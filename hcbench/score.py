@@ -102,9 +102,12 @@ def _sigmas(spec: str) -> Any:
     return values
 
 
-def score_pose(gt: Path, pred: Path, sigmas: str = "coco", backend: str = "pycocotools") -> dict[str, float]:
-    """OKS AP/AR of COCO keypoint results ``pred`` against the COCO keypoint json ``gt``."""
+def score_pose(gt: Path, pred: Path, sigmas: str = "coco", backend: str = "pycocotools",
+               crowd: bool = False) -> dict[str, float]:
+    """OKS AP/AR of COCO keypoint results ``pred`` against the COCO keypoint json ``gt``;
+    ``crowd``: the CrowdPose protocol (keys ``AP AP50 AP75 AR AR50 AR75 APeasy APmedium APhard``)."""
     from hcbench.metrics.pose import (
+        CROWD_KEYS,
         check_keypoint_results,
         keypoint_ap,
         load_coco_gt,
@@ -120,8 +123,8 @@ def score_pose(gt: Path, pred: Path, sigmas: str = "coco", backend: str = "pycoc
         raise ValueError(f"{n_sig} OKS sigmas ({sigmas}) but {gt} has {k} keypoints per person")
     results = _read_json(Path(pred), "predictions")
     check_keypoint_results(results, data, source=pred)
-    out = keypoint_ap(data, results, sigmas=sig, backend=backend)
-    return _jsonable({key: out[key] for key in POSE_KEYS})
+    out = keypoint_ap(data, results, sigmas=sig, backend=backend, crowd=crowd)
+    return _jsonable({key: out[key] for key in (CROWD_KEYS if crowd else POSE_KEYS)})
 
 
 # --------------------------------------------------------------------------- parsing

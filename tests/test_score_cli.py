@@ -69,6 +69,28 @@ def test_pose(capsys, coco_files, tmp_path):
     assert run(capsys, "pose", "--gt", gt_path, "--pred", pred_path, "--sigmas", sig)[1] == out
 
 
+def test_pose_crowdpose_protocol_on_the_real_sample(capsys, tmp_path):
+    src = SAMPLES / "crowdpose" / "test_crowdpose.json"
+    if not src.exists():
+        pytest.skip(f"real sample {src} not present")
+    gt = json.loads(src.read_text())
+    rng = np.random.default_rng(1)
+    res = []
+    for a in gt["annotations"]:
+        kp = np.asarray(a["keypoints"], float).reshape(-1, 3)
+        kp[:, :2] += rng.normal(0, 2, (len(kp), 2))
+        kp[:, 2] = 1
+        res.append({"image_id": a["image_id"], "category_id": 1, "keypoints": kp.ravel().tolist(),
+                    "score": float(rng.uniform())})
+    (tmp_path / "pred.json").write_text(json.dumps(res))
+    rc, out, _ = run(capsys, "pose", "--gt", src, "--pred", tmp_path / "pred.json", "--sigmas", "crowdpose",
+                     "--crowd")
+    assert rc == 0
+    assert list(out) == ["AP", "AP50", "AP75", "AR", "AR50", "AR75", "APeasy", "APmedium", "APhard"]
+    assert out == pytest.approx(keypoint_ap(gt, res, sigmas="crowdpose", crowd=True), abs=1e-12)
+    assert 0 < out["AP"] <= 1 and out["APmedium"] == pytest.approx(out["AP"])  # both images have crowdIndex in [0.2, 0.8]
+
+
 def test_pose_errors(capsys, coco_files, tmp_path):
     gt_path, pred_path, _, res = coco_files
     bad = tmp_path / "bad.json"

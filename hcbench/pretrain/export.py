@@ -1,5 +1,8 @@
 """Export a pretrained student as ``students/<name>/`` so that ``student:<name>`` loads it.
 
+Also exports the backbone of a finished fine-tuning run (:func:`export_finetuned`), which is how
+a teacher for DPAL/feature-kd is made from a task-trained model.
+
 ``backbone.safetensors`` holds the timm model's state dict (the keys
 :func:`hcbench.backbones.checkpoint.load_into` expects; pretraining heads are not included)
 with metadata ``{"hcbench.architecture": <spec>}``; ``card.yaml`` beside it records the
@@ -69,6 +72,46 @@ def export_student(backbone: Backbone, name: str, *, architecture: str, info: di
                  "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
     atomic_write_text(folder / "card.yaml", yaml.safe_dump(_plain(card), sort_keys=False))
     return folder
+
+
+def export_finetuned(record_path: str | Path, name: str, *, root: str | Path | None = None) -> Path:
+    """Export the backbone of a finished ``hcbench run`` as ``student:<name>`` (e.g. a teacher).
+
+    Reads the record, the ``<card>.config.json`` the runner wrote beside it (backbone spec,
+    resolved card, work dir) and the run's final ``last.pt``; the backbone is rebuilt at the
+    card's input size and loaded strictly, so a mismatch fails here rather than at use.
+    """
+    from hcbench.backbones import build_backbone
+    from hcbench.backbones.checkpoint import file_sha256
+    from hcbench.results.store import read_record
+
+    record_path = Path(record_path)
+    record = read_record(record_path)
+    trained = getattr(record.run, "trained", True)
+    if record.status != "ok" or not trained:
+        raise ValueError(f"{record_path}: only a successful trained run can be exported "
+                         f"(status={record.status}, trained={trained})")
+    config_path = record_path.with_name(f"{record.card.name}.config.json")
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: the run's config is missing (written by `hcbench run`)")
+    import json
+
+    config = json.loads(config_path.read_text())
+    if config.get("card_sha256") != record.card.sha256:
+        raise ValueError(f"{config_path}: belongs to another run of {record.card.name} (card sha256 differs)")
+    ckpt = Path(config["work_dir"]) / "last.pt"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt}: the run's final checkpoint is missing (was its work dir deleted?)")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    weights = {k[len("backbone."):]: v for k, v in state["model"].items() if k.startswith("backbone.")}
+    size = (int(config["card"]["input"]["height"]), int(config["card"]["input"]["width"]))
+    spec = str(config["backbone"])
+    backbone = build_backbone(spec, size)
+    backbone.load_state_dict(weights, strict=True)
+    info = {"method": "finetune", "source": {"backbone": spec, "card": record.card.name, "tier": record.card.tier,
+                                            "card_sha256": record.card.sha256, "seed": record.run.seed,
+                                            "metrics": record.metrics, "checkpoint_sha256": file_sha256(ckpt)}}
+    return export_student(backbone, name, architecture=architecture_of(spec), info=info, root=root)
 
 
 def _plain(obj: Any) -> Any:

@@ -30,6 +30,9 @@ def env(tmp_path: Path, monkeypatch, synth_suite: Path):
     card["input"] = {"height": 64, "width": 32}
     card["schedule"].update(epochs=1, batch_size=8, max_iters=12, warmup_iters=2, eval_limit=48, train_limit=160)
     card["tiers"] = {}
+    # no BatchNorm on the logits: with it, each torchrun rank would normalise with its half-batch
+    # statistics (SyncBatchNorm needs CUDA) and two processes could not match one closely
+    card["adapter"]["logit_bn"] = False
     (tasks / f"{TINY}.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
     monkeypatch.setenv("HCBENCH_TASKS", str(tasks))
     monkeypatch.setenv("HCBENCH_WORKERS", "0")
@@ -116,11 +119,11 @@ def test_torchrun_two_processes_match_one(env: Path, synth_suite: Path):
     rec = read_record(records[0])
     assert rec.run.world_size == 2
     m1, m2 = _metrics(env / "one"), rec.metrics
-    # Same global batch, data order and augmentations; the gradient all-reduce makes the update the
-    # global-batch mean, but BatchNorm in the head normalises with per-rank (half-batch) statistics
-    # (SyncBatchNorm needs CUDA), so after 12 steps metrics agree to 0.05 rather than bit-for-bit.
+    # Same global batch, data order and augmentations, and no BatchNorm in the head: the gradient
+    # all-reduce makes each update the global-batch mean, so the two runs differ only by float
+    # summation order. Thresholded metrics can flip a borderline prediction, hence 0.02, not 1e-6.
     for k in m1:
-        assert abs(m1[k] - m2[k]) <= 0.05, (k, m1[k], m2[k])
+        assert abs(m1[k] - m2[k]) <= 0.02, (k, m1[k], m2[k])
 
 
 def test_slurm_executor_through_submitit_local(env: Path, synth_suite: Path):
@@ -148,3 +151,30 @@ def test_failed_run_is_recorded_and_suite_continues(env: Path, synth_suite: Path
     assert failed.status == "failed" and "no_such_split" in failed.error
     assert read_record(env / "res" / "mini" / "vit_tiny" / f"{TINY}.json").status == "ok"
     json.dumps(failed.to_json_dict())
+
+
+def test_finished_run_exports_its_backbone_as_a_student(env: Path, synth_suite: Path, monkeypatch, capsys):
+    import torch
+
+    from hcbench.backbones import build_backbone
+
+    monkeypatch.setenv("HCBENCH_STUDENTS", str(env / "students"))
+    assert main(_args("res", "work", synth_suite)) == 0
+    record = env / "res" / "adhoc" / "vit_tiny" / f"{TINY}.json"
+    assert main(["export", str(record), "--name", "teacher"]) == 0
+    assert "student:teacher" in capsys.readouterr().out
+    [ckpt] = list((env / "work").rglob("last.pt"))
+    trained = {k[len("backbone."):]: v for k, v in torch.load(ckpt, weights_only=True)["model"].items()
+               if k.startswith("backbone.")}
+    student = build_backbone("student:teacher", (64, 32))  # strict: no missing or unexpected keys
+    got = student.state_dict()
+    assert got.keys() == trained.keys() and all(torch.equal(got[k], trained[k]) for k in got)
+    card = yaml.safe_load((env / "students" / "teacher" / "card.yaml").read_text())
+    assert card["method"] == "finetune" and card["source"]["card"] == TINY
+
+    assert main(["--quiet", "run", "--backbone", "vit_tiny", "--card", TINY, "--out", "res", "--work-dir", "work2",
+                 "--synth", str(synth_suite), "--device", "cpu", "--no-leaderboard", "--force"]) == 0
+    shutil.rmtree(env / "work2")  # the run's checkpoint is gone: a clear error, nothing exported
+    assert main(["export", str(record), "--name", "other"]) != 0
+    assert "last.pt: the run's final checkpoint is missing" in capsys.readouterr().err
+    assert not (env / "students" / "other").exists()
