@@ -13,6 +13,7 @@ the run's provenance. Both files are written atomically, weights first.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,6 @@ def export_finetuned(record_path: str | Path, name: str, *, root: str | Path | N
     config_path = record_path.with_name(f"{record.card.name}.config.json")
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path}: the run's config is missing (written by `hcbench run`)")
-    import json
-
     config = json.loads(config_path.read_text())
     if config.get("card_sha256") != record.card.sha256:
         raise ValueError(f"{config_path}: belongs to another run of {record.card.name} (card sha256 differs)")
