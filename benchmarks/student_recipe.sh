@@ -23,7 +23,8 @@ for method in dpal saip feature-kd; do
             --size small --epochs 15 --batch-size 32 --lr 5e-4 --work-dir "$work/pretrain-$method" --resume
 done
 
-for backbone in student:vit_tiny_dpal student:vit_tiny_saip student:vit_tiny_feature-kd vit_tiny; do
+backbones=(student:vit_tiny_dpal student:vit_tiny_saip student:vit_tiny_feature-kd vit_tiny)
+for backbone in "${backbones[@]}"; do
     hcbench run --backbone "$backbone" --suite smoke --synth "$work/synth" --out results/student-recipe \
         --work-dir "$work/runs" --no-leaderboard
 done
@@ -31,7 +32,7 @@ hcbench leaderboard --results results/student-recipe --suite smoke --format mark
 
 # seed spread of the fine-tuning (same students, other fine-tuning seeds; not committed)
 for seed in 1 2; do
-    for backbone in student:vit_tiny_dpal student:vit_tiny_saip student:vit_tiny_feature-kd vit_tiny; do
+    for backbone in "${backbones[@]}"; do
         hcbench --quiet run --backbone "$backbone" --suite smoke --seed "$seed" --synth "$work/synth" \
             --out "$work/seed-$seed" --work-dir "$work/runs-seed-$seed" --no-leaderboard
     done

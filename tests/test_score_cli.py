@@ -35,20 +35,27 @@ def fails(capsys, *argv, match: str) -> str:
 
 
 # --------------------------------------------------------------------------- pose
+def jittered_results(gt: dict, seed: int, sd: float) -> list[dict]:
+    """COCO keypoint results: every ground-truth person, keypoints moved by N(0, sd) pixels,
+    all marked visible, with a random score."""
+    rng = np.random.default_rng(seed)
+    res = []
+    for a in gt["annotations"]:
+        kp = np.asarray(a["keypoints"], float).reshape(-1, 3)
+        kp[:, :2] += rng.normal(0, sd, (len(kp), 2))
+        kp[:, 2] = 1
+        res.append({"image_id": a["image_id"], "category_id": 1, "keypoints": kp.ravel().tolist(),
+                    "score": float(rng.uniform())})
+    return res
+
+
 @pytest.fixture
 def coco_files(tmp_path):
     src = SAMPLES / "coco" / "test_coco.json"
     if not src.exists():
         pytest.skip(f"real sample {src} not present")
     gt = json.loads(src.read_text())
-    rng = np.random.default_rng(0)
-    res = []
-    for a in gt["annotations"]:
-        kp = np.asarray(a["keypoints"], float).reshape(-1, 3)
-        kp[:, :2] += rng.normal(0, 3, (len(kp), 2))
-        kp[:, 2] = 1
-        res.append({"image_id": a["image_id"], "category_id": 1, "keypoints": kp.ravel().tolist(),
-                    "score": float(rng.uniform())})
+    res = jittered_results(gt, seed=0, sd=3)
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "pred.json").write_text(json.dumps(res))
     return tmp_path / "gt.json", tmp_path / "pred.json", gt, res
@@ -74,14 +81,7 @@ def test_pose_crowdpose_protocol_on_the_real_sample(capsys, tmp_path):
     if not src.exists():
         pytest.skip(f"real sample {src} not present")
     gt = json.loads(src.read_text())
-    rng = np.random.default_rng(1)
-    res = []
-    for a in gt["annotations"]:
-        kp = np.asarray(a["keypoints"], float).reshape(-1, 3)
-        kp[:, :2] += rng.normal(0, 2, (len(kp), 2))
-        kp[:, 2] = 1
-        res.append({"image_id": a["image_id"], "category_id": 1, "keypoints": kp.ravel().tolist(),
-                    "score": float(rng.uniform())})
+    res = jittered_results(gt, seed=1, sd=2)
     (tmp_path / "pred.json").write_text(json.dumps(res))
     rc, out, _ = run(capsys, "pose", "--gt", src, "--pred", tmp_path / "pred.json", "--sigmas", "crowdpose",
                      "--crowd")
