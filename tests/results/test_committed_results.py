@@ -4,7 +4,7 @@ what ``hcbench leaderboard`` renders from them (so the table cannot drift from t
 import re
 from pathlib import Path
 
-from hcbench.cards import get_card, get_suite, resolve
+from hcbench.cards import get_card, get_suite, load_card_file, resolve
 from hcbench.cli import main
 from hcbench.results.store import load_records
 
@@ -30,3 +30,51 @@ def test_readme_recipe_table_is_the_committed_leaderboard(capsys):
     assert match is not None, "README.md lost its <!-- recipe-table:start/end --> block"
     assert main(["leaderboard", "--results", str(RESULTS), "--suite", "smoke", "--format", "markdown"]) == 0
     assert capsys.readouterr().out.strip() == match.group(1).strip()
+
+
+SEEDS = re.compile(r"<!-- recipe-seeds:start -->\n(.*?)<!-- recipe-seeds:end -->", re.S)
+
+
+def seed_table() -> str:
+    """The README's seed table rendered from the committed records: the five-family mean of each
+    backbone at fine-tuning seeds 0 (``smoke/``), 1 and 2 (``seed-N/smoke/``), their mean and
+    sample standard deviation, best mean first."""
+    from statistics import mean, stdev
+
+    from hcbench.results.leaderboard import leaderboard_frame
+
+    runs = [leaderboard_frame(root, suite="smoke").overall
+            for root in (RESULTS, RESULTS / "seed-1", RESULTS / "seed-2")]
+    rows = []
+    for backbone in runs[0].index:
+        values = [100 * float(run[backbone]) for run in runs]
+        rows.append((mean(values), f"| `{backbone}` | " + " | ".join(f"{v:.1f}" for v in values)
+                     + f" | {mean(values):.1f} ± {stdev(values):.1f} |"))
+    head = ["| backbone | mean, seed 0 | seed 1 | seed 2 | mean ± std |", "|---|---:|---:|---:|---:|"]
+    return "\n".join(head + [row for _, row in sorted(rows, key=lambda r: -r[0])])
+
+
+def test_seed_records_match_the_seed_0_backbones():
+    backbones = {rec.backbone.spec: rec.backbone.checkpoint_sha256 for _, rec in load_records(RESULTS, "smoke")}
+    for seed in (1, 2):
+        records = [rec for _, rec in load_records(RESULTS / f"seed-{seed}", "smoke")]
+        assert {rec.run.seed for rec in records} == {seed}
+        got = {rec.backbone.spec: rec.backbone.checkpoint_sha256 for rec in records}
+        assert got == backbones, f"seed {seed}: fine-tuned other backbones (or other weights) than seed 0"
+        for rec in records:
+            assert rec.status == "ok" and rec.card.sha256 == resolve(get_card(rec.card.name), rec.card.tier).sha256
+
+
+def test_readme_seed_table_is_the_committed_records():
+    match = SEEDS.search((REPO / "README.md").read_text())
+    assert match is not None, "README.md lost its <!-- recipe-seeds:start/end --> block"
+    expected = seed_table()
+    assert match.group(1).strip() == expected, f"README seed table is stale; it should read:\n{expected}"
+
+
+def test_recipe_teacher_card_is_valid():
+    """The teacher card of the recipe lives outside tasks/ (it is not a benchmark entry) and
+    trains on the synthetic parsing set."""
+    card = load_card_file(REPO / "benchmarks" / "recipe" / "recipe_teacher_parsing.yaml")
+    assert (card.family, card.dataset.name) == ("parsing", "synth_parsing")
+    assert "recipe_teacher_parsing.yaml" in (REPO / "benchmarks" / "student_recipe.sh").read_text()
