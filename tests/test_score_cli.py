@@ -18,8 +18,6 @@ from hcbench.metrics.parsing import ConfusionMatrix, parsing_metrics
 from hcbench.metrics.pose import keypoint_ap
 from hcbench.metrics.reid import evaluate_reid
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "real-samples"
-
 
 def run(capsys, *argv) -> tuple[int, dict | None, str]:
     rc = main(["score", *map(str, argv)])
@@ -49,12 +47,17 @@ def jittered_results(gt: dict, seed: int, sd: float) -> list[dict]:
     return res
 
 
-@pytest.fixture
-def coco_files(tmp_path):
-    src = SAMPLES / "coco" / "test_coco.json"
+def sample_json(real_samples: Path, name: str) -> tuple[Path, dict]:
+    """A real sample annotation file and its parsed content; skips when the file is absent."""
+    src = real_samples / name
     if not src.exists():
         pytest.skip(f"real sample {src} not present")
-    gt = json.loads(src.read_text())
+    return src, json.loads(src.read_text())
+
+
+@pytest.fixture
+def coco_files(tmp_path, real_samples):
+    _, gt = sample_json(real_samples, "coco/test_coco.json")
     res = jittered_results(gt, seed=0, sd=3)
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "pred.json").write_text(json.dumps(res))
@@ -76,11 +79,8 @@ def test_pose(capsys, coco_files, tmp_path):
     assert run(capsys, "pose", "--gt", gt_path, "--pred", pred_path, "--sigmas", sig)[1] == out
 
 
-def test_pose_crowdpose_protocol_on_the_real_sample(capsys, tmp_path):
-    src = SAMPLES / "crowdpose" / "test_crowdpose.json"
-    if not src.exists():
-        pytest.skip(f"real sample {src} not present")
-    gt = json.loads(src.read_text())
+def test_pose_crowdpose_protocol_on_the_real_sample(capsys, tmp_path, real_samples):
+    src, gt = sample_json(real_samples, "crowdpose/test_crowdpose.json")
     res = jittered_results(gt, seed=1, sd=2)
     (tmp_path / "pred.json").write_text(json.dumps(res))
     rc, out, _ = run(capsys, "pose", "--gt", src, "--pred", tmp_path / "pred.json", "--sigmas", "crowdpose",
