@@ -6,7 +6,7 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_SAMPLES = REPO.parent / "shared" / "real-samples"
+REAL_SAMPLES = REPO / "tests" / "real-samples"
 
 
 @pytest.fixture(scope="session")

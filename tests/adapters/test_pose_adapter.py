@@ -21,7 +21,7 @@ from hcbench.data.readers.mpii import read_mpii_json
 from hcbench.data.transforms.pose import flip_heatmaps, flip_keypoints
 from hcbench.registry import ADAPTERS
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real-samples"
+REAL = Path(__file__).resolve().parents[2] / "tests" / "real-samples"
 COCO_META = get_dataset_card("coco").meta()
 
 

@@ -20,7 +20,7 @@ from hcbench.data.transforms.image import write_label
 from hcbench.data.types import DetectionSample
 
 REPO = Path(__file__).resolve().parents[2]
-REAL_SAMPLES = REPO.parent / "shared" / "real-samples"
+REAL_SAMPLES = REPO / "tests" / "real-samples"
 
 
 def _smooth(h: int, w: int, k: int) -> np.ndarray:

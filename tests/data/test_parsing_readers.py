@@ -23,7 +23,7 @@ from hcbench.data.transforms.parsing import load_pair
 from hcbench.data.types import DataFormatError, ParsingSample
 from hcbench.registry import DATASETS
 
-REAL_SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "real-samples"
+REAL_SAMPLES = Path(__file__).resolve().parents[2] / "tests" / "real-samples"
 H36M_RAW = [0, 1, 2, 3, 6, 7, 8, 17, 18, 19, 25, 26, 27, 32, 33, 34, 38, 39, 43, 44, 46, 49, 50, 56, 58]
 
 

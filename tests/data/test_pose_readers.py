@@ -22,7 +22,7 @@ from hcbench.data.types import DataFormatError, PoseInstance
 from hcbench.registry import DATASETS
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO.parent / "shared" / "real-samples"
+SAMPLES = REPO / "tests" / "real-samples"
 CARDS = REPO / "datasets"
 POSE_CARDS = ["coco", "mpii", "aic", "crowdpose", "ochuman", "mhp"]
 

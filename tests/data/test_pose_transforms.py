@@ -26,7 +26,7 @@ from hcbench.data.transforms.pose import TopDownTransform, flip_back, flip_heatm
 from hcbench.data.types import DataFormatError, PoseInstance
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO.parent / "shared" / "real-samples"
+SAMPLES = REPO / "tests" / "real-samples"
 CARDS = REPO / "datasets"
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"real samples not found at {SAMPLES}")
 

@@ -15,7 +15,7 @@ from hcbench.data.transforms.image import load_label, load_rgb, open_image, to_t
 from hcbench.data.transforms.reid import random_erasing, reid_transform
 from hcbench.data.types import DataFormatError, DetectionSample
 
-REAL_SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "real-samples"
+REAL_SAMPLES = Path(__file__).resolve().parents[2] / "tests" / "real-samples"
 
 
 # --------------------------------------------------------------------------- image

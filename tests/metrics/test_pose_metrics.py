@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from hcbench.data.types import DataFormatError
 from hcbench.metrics.pose import COCO_KEYS, SIGMAS, keypoint_ap, pckh
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "real-samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "tests" / "real-samples"
 
 
 def _sample(rel: str) -> dict:
     path = SAMPLES / rel
     if not path.exists():
-        pytest.skip(f"real sample {path} not present (expected ../shared/real-samples beside the repo)")
+        pytest.skip(f"real sample {path} not present (expected tests/real-samples in the repository)")
     return json.loads(path.read_text())
 
 

@@ -29,7 +29,7 @@ from hcbench.metrics.attributes import attribute_metrics  # noqa: E402
 from hcbench.results import submit  # noqa: E402
 from hcbench.results.store import read_record, record_path, sha256_file, write_record  # noqa: E402
 
-REAL_SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "real-samples"
+REAL_SAMPLES = Path(__file__).resolve().parents[2] / "tests" / "real-samples"
 ATTR_METRICS = ("mA", "accuracy", "precision", "recall", "F1")
 
 

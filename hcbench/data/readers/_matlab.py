@@ -19,13 +19,20 @@ from hcbench.data.types import DataFormatError
 # --------------------------------------------------------------------------- reading
 def load_mat(path: Path) -> dict[str, Any]:
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "no such file" if not path.exists() else "is a folder, expected a .mat file")
+    if path.stat().st_size == 0:
+        raise DataFormatError(path, "empty file, expected a MATLAB .mat file")
     try:
         return scipy.io.loadmat(str(path))
     except NotImplementedError as e:  # MATLAB v7.3 files are HDF5
         raise DataFormatError(path, f"MATLAB v7.3 (HDF5) file; save it with -v7 or earlier ({e})") from None
-    except (ValueError, TypeError, OSError) as e:
-        raise DataFormatError(path, f"not a readable MATLAB file: {e}") from None
+    # a truncated file surfaces as MatReadError, OSError or IndexError depending on where the cut falls
+    except (MatReadError, ValueError, TypeError, OSError, IndexError, EOFError) as e:
+        raise DataFormatError(path, f"not a readable MATLAB file (truncated or corrupt?): {e}") from None
 
 
 def get_field(mat: Mapping[str, Any], key: str, path: Path) -> Any:

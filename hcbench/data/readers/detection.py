@@ -104,6 +104,7 @@ def read_crowdhuman(root: Path, split: str, card: DatasetCard, *, limit: int | N
     p = role_paths(Path(root), card, split, ("annotations", "images"))
     path = require_file(p["annotations"], f"annotations of split {split!r}")
     samples: list[DetectionSample] = []
+    first_line: dict[str, int] = {}  # ID -> line: a repeated ID would merge two images' boxes at scoring
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             if limit is not None and len(samples) >= limit:
@@ -115,7 +116,12 @@ def read_crowdhuman(root: Path, split: str, card: DatasetCard, *, limit: int | N
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataFormatError(path, f"not JSON: {e}", record=record) from None
-            samples.append(parse_odgt_record(obj, path, record, p["images"]))
+            sample = parse_odgt_record(obj, path, record, p["images"])
+            if sample.image_id in first_line:
+                raise DataFormatError(path, f"duplicate ID {sample.image_id!r} (first on line "
+                                      f"{first_line[sample.image_id]})", record=record)
+            first_line[sample.image_id] = line_no
+            samples.append(sample)
     return DatasetSplit(card.name, split, "detection", samples, _meta(card), files=[path])
 
 
