@@ -3,6 +3,8 @@ every family — each card's primary metric clearly beats the same backbone eval
 
 from pathlib import Path
 
+import pytest
+
 from hcbench.cards import get_card, get_suite, higher_is_better
 from hcbench.cli import main
 from hcbench.engine.progress import Progress
@@ -14,6 +16,8 @@ from hcbench.results.store import load_records
 # +0.051, ReID mAP +0.041, attributes mA +0.049. The margins sit at about half of each, so they
 # catch a family that stops learning without flaking on float noise across CPU types; the
 # from-scratch ViT-Ti at this budget is far from converged (see each synth card's `reference`).
+pytestmark = pytest.mark.main_job  # minutes of CPU: CI runs it (`-m main_job`), a plain `pytest` does not
+
 MARGIN = {"pose": 0.25, "parsing": 0.04, "detection": 0.025, "reid": 0.02, "attributes": 0.025}
 
 
