@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The synthetic pretraining recipe shown in the README: a vit_small teacher fine-tuned on human
 # parsing of a second synthetic draw, ViT-Ti students pretrained from its unlabeled person crops
-# with DPAL, SAIP and feature-kd, then the smoke suite on each student and on random-init ViT-Ti,
+# with DPAL, SAIP and feature-kd, then the recipe suite (the five original synthetic cards) on each student and on random-init ViT-Ti,
 # with fine-tuning seeds 0, 1 and 2. CPU-only, about 2.5 hours on 2 cores. Re-running skips
 # every finished step.
-#   bash benchmarks/student_recipe.sh [WORK_DIR]   (records: results/student-recipe/smoke/ = seed 0, results/student-recipe/seed-N/smoke/)
+#   bash benchmarks/student_recipe.sh [WORK_DIR]   (records: results/student-recipe/recipe/<backbone>/<card>.smoke.json = seed 0,
+#   results/student-recipe/seed-N/recipe/<backbone>/<card>.smoke.sN.json)
 set -euo pipefail
 work=${1:-recipe-work}
 mkdir -p "$work"
@@ -20,7 +21,8 @@ hcbench run --backbone vit_small --card benchmarks/recipe/recipe_teacher_parsing
 
 for method in dpal saip feature-kd; do
     teacher=(--teacher student:recipe_teacher)
-    [ "$method" = saip ] && teacher=()  # SAIP's expert is an EMA of the student itself
+    # SAIP's expert is an EMA of the student itself (its settings and measured curves: docs/saip.md)
+    [ "$method" = saip ] && teacher=()
     [ -d "students/vit_tiny_$method" ] || \
         hcbench pretrain "$method" --student vit_tiny "${teacher[@]}" \
             --images "$work/unlabeled/synth_reid/bounding_box_train" --name "vit_tiny_$method" \
@@ -29,17 +31,17 @@ done
 
 backbones=(student:vit_tiny_dpal student:vit_tiny_saip student:vit_tiny_feature-kd vit_tiny)
 for backbone in "${backbones[@]}"; do
-    hcbench run --backbone "$backbone" --suite smoke --synth "$work/synth" --out results/student-recipe \
+    hcbench run --backbone "$backbone" --suite recipe --synth "$work/synth" --out results/student-recipe \
         --work-dir "$work/runs" --no-leaderboard
 done
-hcbench leaderboard --results results/student-recipe --suite smoke --format markdown
+hcbench leaderboard --results results/student-recipe --suite recipe --format markdown
 
 # seed spread of the fine-tuning: the same students fine-tuned with seeds 1 and 2 (the README's
 # seed table is checked against these records by tests/results/test_committed_results.py)
 for seed in 1 2; do
     for backbone in "${backbones[@]}"; do
-        hcbench --quiet run --backbone "$backbone" --suite smoke --seed "$seed" --synth "$work/synth" \
+        hcbench --quiet run --backbone "$backbone" --suite recipe --seed "$seed" --synth "$work/synth" \
             --out "results/student-recipe/seed-$seed" --work-dir "$work/runs-seed-$seed" --no-leaderboard
     done
-    hcbench leaderboard --results "results/student-recipe/seed-$seed" --suite smoke --format markdown
+    hcbench leaderboard --results "results/student-recipe/seed-$seed" --suite recipe --format markdown
 done

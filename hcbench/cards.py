@@ -19,19 +19,35 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hcbench.data.types import FAMILIES, Family
+from hcbench.errors import UserError
 
 Tier = Literal["full", "quick", "smoke"]
 TIERS: tuple[str, ...] = ("full", "quick", "smoke")
 # keys a tier may override: the schedule, plus how much data a smoke run touches
 TIER_KEYS = {"epochs", "steps", "max_iters", "batch_size", "warmup_iters", "eval_limit", "train_limit"}
 
-# Metrics where lower is better. Everything else is higher-is-better.
-LOWER_IS_BETTER = frozenset({"MR-2", "MR-2_reasonable", "MR-2_heavy", "MR-2_all", "MR-2_bare", "MR-2_partial"})
 
+def higher_is_better(metric: str, family: str | None = None) -> bool:
+    """A metric's direction as its family declares it (``Family.metrics``). Without ``family``:
+    lower is better when any registered family declares the key so; otherwise higher.
 
-def higher_is_better(metric: str) -> bool:
-    return metric not in LOWER_IS_BETTER and not metric.startswith("MR-2")
+    Families are reached through the registry: ``hcbench.families`` sits above this module."""
+    from hcbench.registry import FAMILIES
+
+    if family is not None:
+        try:
+            found = FAMILIES.get(family).higher_is_better(metric)
+        except KeyError:
+            found = None
+        if found is not None:
+            return found
+    exact = [e.obj.metric(metric) for e in FAMILIES]
+    declared = [m for m in exact if m is not None]
+    if not declared:
+        return True
+    # an exact key beats a pattern ("MR-2" over "*"), then any lower-is-better declaration wins
+    plain = [m for m in declared if m.key == metric] or declared
+    return all(m.higher_is_better for m in plain)
 
 
 class _Strict(BaseModel):
@@ -52,7 +68,7 @@ class InputSpec(_Strict):
 
 
 class OptimSpec(_Strict):
-    type: Literal["adamw", "sgd"] = "adamw"
+    type: Literal["adamw", "adam", "sgd"] = "adamw"  # adam: L2 weight decay in the gradient (IRRA)
     lr: float = Field(gt=0)
     weight_decay: float = 0.05
     layer_decay: float = Field(1.0, gt=0, le=1)
@@ -95,7 +111,7 @@ class EvalSpec(_Strict):
 class TaskCard(_Strict):
     name: str
     version: int = Field(ge=1)
-    family: Family
+    family: str  # a registered task family (hcbench.registry.FAMILIES)
     description: str = ""
     dataset: DatasetRef
     adapter: dict[str, Any] = Field(default_factory=dict)
@@ -110,6 +126,28 @@ class TaskCard(_Strict):
     reference: str = ""  # where the protocol comes from (paper/config)
 
     @model_validator(mode="after")
+    def _family_options(self) -> TaskCard:
+        """The family exists, its metrics' direction matches, and the ``adapter``, ``augment`` and
+        ``eval.options`` mappings fit the family's typed option models (stored as written)."""
+        from hcbench.registry import FAMILIES
+
+        try:
+            fam = FAMILIES.get(self.family)
+        except KeyError as e:  # pydantic reports ValueErrors with the card; a KeyError would escape
+            raise ValueError(str(e)) from None
+        fam.validate_card(self)
+        # a metric the family cannot report would only fail after training: refuse it now
+        unknown = [m for m in self.eval.metrics if fam.metric(m) is None]
+        if unknown:
+            known = ", ".join(m.key for m in fam.metrics)
+            raise ValueError(f"eval.metrics: {unknown} not reported by family {self.family!r} (it reports: {known})")
+        direction = fam.higher_is_better(self.eval.primary)
+        if direction is not None and direction != self.eval.higher_is_better:
+            raise ValueError(f"higher_is_better={self.eval.higher_is_better} contradicts metric "
+                             f"{self.eval.primary!r} of family {self.family!r}")
+        return self
+
+    @model_validator(mode="after")
     def _tiers_schedule_only(self) -> TaskCard:
         for tier, over in self.tiers.items():
             if tier not in ("quick", "smoke"):
@@ -117,6 +155,13 @@ class TaskCard(_Strict):
             bad = set(over) - TIER_KEYS
             if bad:
                 raise ValueError(f"tier {tier!r} may change only {sorted(TIER_KEYS)}, not {sorted(bad)}")
+            # check the override's types now, naming tiers.<tier>.<key>, not when a run resolves it
+            try:
+                ScheduleSpec.model_validate({**self.schedule.model_dump(), **over})
+            except ValidationError as e:
+                problems = [f"tiers.{tier}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']} "
+                            f"(got {err.get('input')!r})" for err in e.errors()]
+                raise ValueError("; ".join(problems)) from None
         return self
 
     @property
@@ -129,6 +174,21 @@ class Suite(_Strict):
     description: str = ""
     cards: list[str]
     tier: Tier = "full"
+
+    @property
+    def missing(self) -> list[str]:
+        """Cards the suite names that do not exist (yet): the suite is then incomplete."""
+        known = _all_cards(str(tasks_dir()))
+        return [c for c in self.cards if c not in known]
+
+    @property
+    def available(self) -> list[str]:
+        missing = set(self.missing)
+        return [c for c in self.cards if c not in missing]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
 
 
 def card_sha256(card: TaskCard) -> str:
@@ -157,8 +217,25 @@ def tasks_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parent.parent / "tasks"
 
 
-class CardError(ValueError):
+class CardError(UserError, ValueError):
     pass
+
+
+class IncompleteSuiteError(CardError):
+    """A suite names cards that do not exist; running it would give a half suite."""
+
+
+def suite_cards(suite: Suite, *, allow_missing: bool = False) -> list[str]:
+    """The cards to run for ``suite``: all of them, or -- with ``allow_missing`` -- the ones that
+    exist. An incomplete suite without ``allow_missing`` raises :class:`IncompleteSuiteError`
+    naming the missing cards, before anything runs."""
+    missing = suite.missing
+    if missing and not allow_missing:
+        raise IncompleteSuiteError(
+            f"suite {suite.name!r} is incomplete: {len(missing)} of its {len(suite.cards)} cards do not exist "
+            f"yet ({', '.join(missing)}); nothing was run. Pass --allow-missing to run the other "
+            f"{len(suite.cards) - len(missing)}.")
+    return suite.available
 
 
 def _read_yaml(path: Path) -> dict:
@@ -171,13 +248,23 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def _readable(e: ValidationError) -> str:
+    """One line per problem, ``field.path: message`` (without pydantic's dump of the whole card)."""
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc}: {msg}" if loc else f"  {msg}")
+    return "\n".join(lines)
+
+
 def load_card_file(path: str | Path) -> TaskCard:
     path = Path(path)
     data = _read_yaml(path)
     try:
         card = TaskCard.model_validate(data)
     except ValidationError as e:
-        raise CardError(f"{path}: invalid protocol card:\n{e}") from e
+        raise CardError(f"{path}: invalid protocol card:\n{_readable(e)}") from e
     if card.name != path.stem:
         raise CardError(f"{path}: card name {card.name!r} must equal the file name {path.stem!r}")
     return card
@@ -221,8 +308,8 @@ def get_suite(name: str) -> Suite:
         suite = Suite.model_validate(_read_yaml(path))
     except ValidationError as e:
         raise CardError(f"{path}: invalid suite:\n{e}") from e
-    for card in suite.cards:
-        get_card(card)  # fail early on a suite naming a card that does not exist
+    # a card the suite names that does not exist (yet) makes it incomplete, not unreadable:
+    # ``Suite.missing`` lists them, ``suite_cards`` refuses to run it without allow_missing
     return suite
 
 
@@ -234,6 +321,6 @@ def family_of(card_name: str) -> str | None:
 
 
 __all__ = [
-    "FAMILIES", "TaskCard", "Suite", "resolve", "card_sha256", "get_card", "list_cards",
-    "get_suite", "list_suites", "higher_is_better", "CardError", "tasks_dir",
+    "TaskCard", "Suite", "resolve", "card_sha256", "get_card", "list_cards",
+    "get_suite", "list_suites", "higher_is_better", "CardError", "tasks_dir", "IncompleteSuiteError", "suite_cards",
 ]

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import json
-import sys
 
 
 def _backbone_rows(input_size: tuple[int, int], pattern: str) -> list[dict]:
+    # counts come from a fingerprinted cache, else from a build on the meta device (no weights,
+    # no arithmetic): see hcbench.backbones.stats
     from hcbench.backbones import build_backbone
-    from hcbench.backbones.stats import count_params, gflops
+    from hcbench.backbones.stats import cached_stats, load_cache, save_cache
     from hcbench.registry import BACKBONES
 
     rows = []
+    cache = load_cache()
+    changed = False
     for name in BACKBONES.names(pattern):
         entry = BACKBONES.entry(name)
         row = {"name": name, "source": entry.source, "description": entry.meta.get("description", ""),
                "params": None, "gflops": None, "embed_dim": None, "stride": None}
         try:
-            model = build_backbone(name, input_size)
-            row.update(params=count_params(model), gflops=round(gflops(model, *input_size), 3),
-                       embed_dim=model.embed_dim, stride=model.stride)
+            stats, updated = cached_stats(cache, name, entry.obj, entry.meta,
+                                          lambda name=name: build_backbone(name, input_size), *input_size)
+            row.update(stats)
+            changed |= updated
         except Exception as e:  # a plugin that cannot be built is listed with its error
             row["description"] = f"cannot build: {type(e).__name__}: {e}"
         rows.append(row)
+    if changed:
+        save_cache(cache)
     for name, err in sorted(BACKBONES.errors.items()):
         rows.append({"name": name, "source": "entry-point (failed)", "description": err,
                      "params": None, "gflops": None, "embed_dim": None, "stride": None})
@@ -45,8 +51,10 @@ def _suite_rows(pattern: str) -> list[dict]:
 
     from hcbench.cards import list_suites
 
-    return [{"name": s.name, "cards": len(s.cards), "tier": s.tier, "members": ", ".join(s.cards),
-             "description": s.description} for s in list_suites() if fnmatch.fnmatchcase(s.name, pattern)]
+    return [{"name": s.name, "cards": len(s.cards), "tier": s.tier,
+             "status": "complete" if s.complete else f"incomplete: missing {', '.join(s.missing)}",
+             "members": ", ".join(s.cards), "description": s.description}
+            for s in list_suites() if fnmatch.fnmatchcase(s.name, pattern)]
 
 
 def _dataset_rows(pattern: str) -> list[dict]:
@@ -65,18 +73,38 @@ def _fmt(key: str, value) -> str:
         return "—"
     if key == "params":
         return f"{value / 1e6:.2f}M"
-    if key == "gflops":
-        return f"{value:.2f}"
+    if key == "gflops":  # 3 significant digits: a tiny backbone's 0.0716 must not read 0.07 or 0.0
+        from hcbench.results.fmt import significant
+
+        return significant(value)
     return str(value)
 
 
-def list_what(what: str, input_size: tuple[int, int] = (256, 192), pattern: str = "*", fmt: str = "table") -> None:
+def _family_rows(pattern: str) -> list[dict]:
+    """Registered task families (hcbench.families): label, metrics (direction), cards, source."""
+    import fnmatch
+
+    from hcbench.cards import list_cards
+    from hcbench.families.base import families
+    from hcbench.registry import FAMILIES
+
+    rows = []
+    for fam in families():
+        if not fnmatch.fnmatchcase(fam.name, pattern):
+            continue
+        metrics = ", ".join(m.key + ("" if m.higher_is_better else " (lower)") for m in fam.metrics)
+        rows.append({"name": fam.name, "label": fam.label, "metrics": metrics,
+                     "cards": len(list_cards(fam.name)), "source": FAMILIES.entry(fam.name).source})
+    return rows
+
+
+def list_what(what: str, input_size: tuple[int, int] = (256, 192), pattern: str = "*", fmt: str = "table"):
+    """The listing as JSON text (``fmt="json"``) or a rich Table for the caller to print."""
     rows = {"backbones": lambda: _backbone_rows(input_size, pattern), "cards": lambda: _card_rows(pattern),
-            "suites": lambda: _suite_rows(pattern), "datasets": lambda: _dataset_rows(pattern)}[what]()
+            "suites": lambda: _suite_rows(pattern), "datasets": lambda: _dataset_rows(pattern),
+            "families": lambda: _family_rows(pattern)}[what]()
     if fmt == "json":
-        print(json.dumps(rows, indent=2))
-        return
-    from rich.console import Console
+        return json.dumps(rows, indent=2)
     from rich.table import Table
 
     title = what if what != "backbones" else f"backbones (params, GFLOPs = multiply-adds at {input_size[0]}x{input_size[1]})"
@@ -86,4 +114,4 @@ def list_what(what: str, input_size: tuple[int, int] = (256, 192), pattern: str 
         table.add_column(k, justify="right" if k in ("params", "gflops", "embed_dim", "stride", "cards") else "left")
     for r in rows:
         table.add_row(*(_fmt(k, r[k]) for k in keys))
-    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
+    return table

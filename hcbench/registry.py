@@ -1,4 +1,4 @@
-"""Typed, lazy registries for backbones, task adapters, dataset readers and pretrainers.
+"""Typed, lazy registries for backbones, task adapters, dataset readers, pretrainers and task families.
 
 Registration is metadata: a built-in entry is registered by decorator when its (light)
 module is imported, and third-party entries are discovered through entry-point groups the
@@ -11,6 +11,9 @@ Third-party packages declare, e.g. in their ``pyproject.toml``::
     [project.entry-points."hcbench.backbones"]
     my_vit = "my_pkg.hcbench_plugin"          # a module that registers entries on import
     my_vit2 = "my_pkg.models:build_my_vit"    # or a builder, registered under the EP name
+
+    [project.entry-points."hcbench.families"]
+    toy = "my_pkg.toy_family:FAMILY"          # a Family object (see hcbench.families.base)
 
 or a user passes ``--include path/to/my_backbone.py`` on the command line.
 """
@@ -29,10 +32,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from hcbench.errors import UserError
+
 T = TypeVar("T")
 
 
-class RegistryError(KeyError):
+class RegistryError(UserError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable
         return str(self.args[0]) if self.args else ""
 
@@ -52,8 +57,9 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Name -> object with metadata, wildcard listing, duplicate rejection and suggestions."""
 
-    def __init__(self, kind: str, group: str, builtin_modules: tuple[str, ...] = ()):
+    def __init__(self, kind: str, group: str, builtin_modules: tuple[str, ...] = (), *, objects: bool = False):
         self.kind = kind
+        self._objects = objects  # entry points may name plain objects (e.g. a Family), not only callables
         self.group = group
         self._builtin_modules = builtin_modules
         self._entries: dict[str, Entry[T]] = {}
@@ -96,7 +102,8 @@ class Registry(Generic[T]):
         self._source = f"entry-point:{dist}"
         try:
             obj = ep.load()
-            if callable(obj) and not isinstance(obj, type(sys)) and ep.name not in self._entries:
+            plain = callable(obj) or self._objects  # a module registers its entries on import
+            if plain and not isinstance(obj, type(sys)) and ep.name not in self._entries:
                 self.add(ep.name, obj)
         except Exception as e:  # a broken plugin must not break the others
             msg = f"{type(e).__name__}: {e}"
@@ -132,6 +139,22 @@ class Registry(Generic[T]):
         return self.entry(name).obj
 
 
+def load_ref(ref: Any) -> Any:
+    """``"pkg.module:attr"`` -> the attribute (imported now); anything else is returned as is.
+
+    Lives here, below every layer, so that lower packages (``synth``, ``data``) can call a
+    family's hooks through the registry without importing ``hcbench.families``."""
+    if not isinstance(ref, str):
+        return ref
+    mod, sep, attr = ref.partition(":")
+    if not sep or not mod or not attr:
+        raise ValueError(f"expected a 'module:attribute' reference, got {ref!r}")
+    obj: Any = importlib.import_module(mod)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def include(path: str | Path) -> None:
     """Import a user's Python file (``--include``) so that its registrations take effect."""
     path = Path(path).resolve()
@@ -157,4 +180,6 @@ BACKBONES: Registry[Callable[..., Any]] = Registry("backbone", "hcbench.backbone
 ADAPTERS: Registry[Any] = Registry("adapter", "hcbench.adapters", ("hcbench.adapters",))
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset reader", "hcbench.datasets", ("hcbench.data.readers",))
 PRETRAINERS: Registry[Any] = Registry("pretraining method", "hcbench.pretrainers", ("hcbench.pretrain",))
-ALL = (BACKBONES, ADAPTERS, DATASETS, PRETRAINERS)
+# task families (hcbench.families.base.Family); built-in ones import no torch
+FAMILIES: Registry[Any] = Registry("task family", "hcbench.families", ("hcbench.families",), objects=True)
+ALL = (BACKBONES, ADAPTERS, DATASETS, PRETRAINERS, FAMILIES)

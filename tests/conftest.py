@@ -1,9 +1,12 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# the params/FLOPs cache goes to a throw-away folder, never the user's home (subprocesses inherit it)
+os.environ.setdefault("HCBENCH_CACHE", tempfile.mkdtemp(prefix="hcbench-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_SAMPLES = REPO / "tests" / "real-samples"

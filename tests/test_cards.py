@@ -3,9 +3,18 @@ split; tiers change only the schedule; the resolved sha256 identifies a protocol
 
 import pytest
 
-from hcbench.cards import CardError, TaskCard, get_card, get_suite, list_cards, list_suites, resolve
+from hcbench.cards import (
+    CardError,
+    TaskCard,
+    get_card,
+    get_suite,
+    list_cards,
+    list_suites,
+    load_card_file,
+    resolve,
+)
 from hcbench.data.cards import get_dataset_card
-from hcbench.registry import ADAPTERS
+from hcbench.registry import FAMILIES
 
 CARDS = [c.name for c in list_cards()]
 
@@ -14,7 +23,8 @@ def test_suites_name_existing_cards():
     suites = {s.name: s for s in list_suites()}
     assert {"hcb15", "smoke"} <= set(suites)
     assert len(suites["hcb15"].cards) == 15 and len(set(suites["hcb15"].cards)) == 15
-    assert {get_card(c).family for c in suites["smoke"].cards} == {"pose", "parsing", "detection", "reid", "attributes"}
+    assert {get_card(c).family for c in suites["smoke"].cards} == {"pose", "parsing", "detection", "reid", "attributes",
+                                                                     "t2i"}
     with pytest.raises(CardError, match="did you mean smoke"):
         get_suite("smoek")
 
@@ -27,7 +37,7 @@ def test_every_card_is_consistent(name):
     assert card.dataset.split in ds.splits, f"{name}: split {card.dataset.split} not in dataset card"
     if card.dataset.train_split:
         assert card.dataset.train_split in ds.splits
-    assert card.family in ADAPTERS.names()
+    assert card.family in FAMILIES.names()  # its adapter is the family's (tests/families/test_contracts.py)
     for tier in ("full", "quick", "smoke"):
         r = resolve(card, tier)
         assert r.tier == tier and r.tiers == {}
@@ -49,3 +59,55 @@ def test_sha_changes_with_any_field():
     data = card.model_dump()
     data["version"] += 1
     assert resolve(TaskCard.model_validate(data)).sha256 != resolve(card).sha256
+
+
+@pytest.mark.parametrize("section,key,where", [
+    ("adapter", "deconv_layer", "adapter"),              # deconv_layers misspelt
+    ("eval.options", "sigma", "eval.options"),           # sigmas misspelt
+    ("augment", "rotation", "augment"),                  # rotate misspelt
+])
+def test_a_misspelt_option_fails_naming_the_card_file_and_key(tmp_path, section, key, where):
+    import yaml
+
+    data = yaml.safe_load((tasks_path("coco_pose")).read_text())
+    target = data["eval"]["options"] if section == "eval.options" else data[section]
+    target[key] = 1
+    path = tmp_path / "coco_pose.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CardError) as err:
+        load_card_file(path)
+    msg = str(err.value)
+    assert str(path) in msg and f"unknown {where} key {key!r} for family 'pose'" in msg
+
+
+def test_a_bad_option_value_and_an_unknown_family_are_card_errors(tmp_path):
+    import yaml
+
+    data = yaml.safe_load(tasks_path("synth_det").read_text())
+    data["eval"]["options"]["protocol"] = "kitti"
+    path = tmp_path / "synth_det.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CardError, match="eval.options.protocol"):
+        load_card_file(path)
+    data = yaml.safe_load(tasks_path("synth_det").read_text())
+    data["family"] = "detectoin"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CardError, match="unknown task family 'detectoin'; did you mean detection"):
+        load_card_file(path)
+
+
+def test_card_sha256_does_not_depend_on_the_option_models():
+    """Typed options are validated, not injected: the stored mappings stay as written, so the
+    sha256 of every committed record's card is unchanged by the family models' defaults."""
+    import yaml
+
+    for card in list_cards():
+        raw = yaml.safe_load(tasks_path(card.name).read_text())
+        assert card.adapter == (raw.get("adapter") or {}), card.name
+        assert card.eval.options == (raw["eval"].get("options") or {}), card.name
+
+
+def tasks_path(name: str):
+    from hcbench.cards import tasks_dir
+
+    return tasks_dir() / f"{name}.yaml"

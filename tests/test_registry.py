@@ -14,14 +14,15 @@ from hcbench.registry import Registry
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _make_plugin_dist(root: Path, name: str, eps: dict[str, str], module_src: dict[str, str]) -> None:
+def _make_plugin_dist(root: Path, name: str, eps: dict[str, str], module_src: dict[str, str],
+                      group: str = "hcbench.backbones") -> None:
     """A minimal installed distribution (dist-info with entry points) on a folder we put on sys.path."""
     for mod, src in module_src.items():
         (root / f"{mod}.py").write_text(textwrap.dedent(src))
     info = root / f"{name}-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    lines = ["[hcbench.backbones]"] + [f"{k} = {v}" for k, v in eps.items()]
+    lines = [f"[{group}]"] + [f"{k} = {v}" for k, v in eps.items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
 
 
@@ -79,6 +80,28 @@ def test_registry_rejects_duplicates_suggests_and_filters():
 
 
 def test_import_is_light():
-    code = "import sys, hcbench.registry, hcbench.cli; print(any(m in sys.modules for m in ('torch', 'timm', 'pandas')))"
+    code = ("import sys, hcbench.registry, hcbench.cli, hcbench.cards; from hcbench.registry import FAMILIES; "
+            "FAMILIES.names(); hcbench.cards.list_cards(); "
+            "print(any(m in sys.modules for m in ('torch', 'timm', 'pandas')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+FAMILY_PLUGIN = """
+    from hcbench.families.base import Family, MetricKey
+
+    FAMILY = Family(name="ep_toy", label="EP toy", metrics=(MetricKey("err", higher_is_better=False),),
+                    adapter="ep_toy_mod:nothing", evaluator="ep_toy_mod:nothing")
+"""
+
+
+def test_a_family_object_is_loaded_from_its_entry_point(tmp_path: Path):
+    """``[hcbench.families] ep_toy = "pkg.mod:FAMILY"`` names a Family object (not a callable)."""
+    _make_plugin_dist(tmp_path, "ep_toy_dist", {"ep_toy": "ep_toy_mod:FAMILY"}, {"ep_toy_mod": FAMILY_PLUGIN},
+                      group="hcbench.families")
+    code = ("from hcbench.registry import FAMILIES; from hcbench.cards import higher_is_better; "
+            "e = FAMILIES.entry('ep_toy'); print(e.source, e.obj.label, higher_is_better('err', 'ep_toy'))")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["entry-point:ep_toy_dist", "EP", "toy", "False"]

@@ -89,6 +89,12 @@ def test_pose_crowdpose_protocol_on_the_real_sample(capsys, tmp_path, real_sampl
     assert list(out) == ["AP", "AP50", "AP75", "AR", "AR50", "AR75", "APeasy", "APmedium", "APhard"]
     assert out == pytest.approx(keypoint_ap(gt, res, sigmas="crowdpose", crowd=True), abs=1e-12)
     assert 0 < out["AP"] <= 1 and out["APmedium"] == pytest.approx(out["AP"])  # both images have crowdIndex in [0.2, 0.8]
+    # --crowd alone takes the CrowdPose sigmas (the COCO default used to override them and fail: 17 vs 14)
+    assert run(capsys, "pose", "--gt", src, "--pred", tmp_path / "pred.json", "--crowd")[1] == out
+    # the card fixes the whole protocol: crowd AP with the CrowdPose sigmas, no flags needed
+    assert run(capsys, "pose", "--card", "crowdpose_pose", "--gt", src, "--pred", tmp_path / "pred.json")[1] == out
+    fails(capsys, "pose", "--card", "crowdpose_pose", "--gt", src, "--pred", tmp_path / "pred.json", "--sigmas", "coco",
+          match="fixes the protocol")
 
 
 def test_pose_errors(capsys, coco_files, tmp_path):
@@ -261,12 +267,14 @@ def crowdhuman_files(tmp_path):
              {"image_id": ODGT[0]["ID"], "bbox": [100, 12, 40, 100], "score": 0.3}]
     pred = tmp_path / "dets.json"
     pred.write_text(json.dumps(preds))
-    return gt, pred, preds
+    sizes = tmp_path / "sizes.json"  # large enough that clipping changes nothing
+    sizes.write_text(json.dumps({r["ID"]: [1000, 1000] for r in ODGT}))
+    return gt, pred, preds, sizes
 
 
 def test_detection(capsys, crowdhuman_files):
-    gt, pred, preds = crowdhuman_files
-    rc, out, _ = run(capsys, "detection", "--gt", gt, "--pred", pred)
+    gt, pred, preds, sizes = crowdhuman_files
+    rc, out, _ = run(capsys, "detection", "--gt", gt, "--pred", pred, "--sizes", sizes)
     assert rc == 0
     # TP .95, TP .8, FP .6, TP .3 (the two detections on ignore regions are dropped); 3 people, 2 images
     assert out["AP"] == pytest.approx(0 + (1 / 3) * 1 + 0 + (1 / 3) * (2 / 3 + 3 / 4) / 2)
@@ -277,40 +285,51 @@ def test_detection(capsys, crowdhuman_files):
     for p in preds:
         dets.setdefault(p["image_id"], []).append(p["bbox"] + [p["score"]])
     assert out == pytest.approx(crowdhuman_eval(gts, {k: np.array(v) for k, v in dets.items()}))
+    # the crowdhuman_det card gives the same protocol
+    assert run(capsys, "detection", "--card", "crowdhuman_det", "--gt", gt, "--pred", pred, "--sizes", sizes)[1] == out
 
 
-def test_detection_clips_to_the_image_when_present(capsys, tmp_path):
+def test_detection_clips_to_the_image_never_silently_skips(capsys, tmp_path):
     gt = tmp_path / "annotation_val.odgt"
     gt.write_text(json.dumps({"ID": "img1", "gtboxes": [
         {"tag": "person", "fbox": [-60, 0, 100, 50], "vbox": [0, 0, 40, 50], "hbox": [0, 0, 5, 5],
          "extra": {}}]}) + "\n")
     pred = tmp_path / "dets.json"
     pred.write_text(json.dumps([{"image_id": "img1", "bbox": [0, 0, 40, 50], "score": 0.9}]))
-    assert run(capsys, "detection", "--gt", gt, "--pred", pred)[1]["MR-2"] == 1.0  # IoU 0.4: a miss
+    # no image and no sizes: an error naming the image, never an unclipped score
+    err = fails(capsys, "detection", "--gt", gt, "--pred", pred, match="no size for image 'img1'")
+    assert str(tmp_path / "Images" / "img1.jpg") in err and "--sizes" in err
+    sizes = tmp_path / "sizes.json"
+    sizes.write_text(json.dumps({"img1": [64, 48]}))
+    assert run(capsys, "detection", "--gt", gt, "--pred", pred, "--sizes", sizes)[1]["MR-2"] == 0.0  # clipped: a hit
+    sizes.write_text(json.dumps({"other": [64, 48]}))
+    fails(capsys, "detection", "--gt", gt, "--pred", pred, "--sizes", sizes, match="the sizes file has no entry")
+    sizes.write_text(json.dumps({"img1": [64]}))
+    fails(capsys, "detection", "--gt", gt, "--pred", pred, "--sizes", sizes, match=f"{sizes} [record img1]: size")
     (tmp_path / "Images").mkdir()
     Image.new("RGB", (64, 48)).save(tmp_path / "Images" / "img1.jpg")
     assert run(capsys, "detection", "--gt", gt, "--pred", pred)[1]["MR-2"] == 0.0  # both clipped: a hit
+    # unclipped (the old silent fallback) it would have been a miss: the IoU of the raw boxes is 0.4
+    unclipped = crowdhuman_eval([{"image_id": "img1", "boxes": [[-60, 0, 100, 50]], "ignore": []}],
+                                {"img1": np.array([[0, 0, 40, 50, 0.9]])})
+    assert unclipped["MR-2"] == 1.0
 
 
 def test_detection_errors(capsys, crowdhuman_files, tmp_path):
-    gt, pred, preds = crowdhuman_files
+    gt, pred, preds, sizes = crowdhuman_files
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(preds[:2] + [{**preds[2], "image_id": "nope"}]))
-    fails(capsys, "detection", "--gt", gt, "--pred", bad, match=f"{bad} [record 2]: unknown image id 'nope'")
+    fails(capsys, "detection", "--gt", gt, "--pred", bad, "--sizes", sizes,
+          match=f"{bad} [record 2]: unknown image id 'nope'")
     bad.write_text(json.dumps([{**preds[0], "bbox": [1, 2, 3]}]))
-    fails(capsys, "detection", "--gt", gt, "--pred", bad, match="[record 0]: bbox has 3 values")
+    fails(capsys, "detection", "--gt", gt, "--pred", bad, "--sizes", sizes, match="[record 0]: bbox has 3 values")
     broken = tmp_path / "broken.odgt"
     broken.write_text(json.dumps(ODGT[0]) + "\n{not json\n")
     fails(capsys, "detection", "--gt", broken, "--pred", pred, match=f"{broken} [record line 2]: not JSON")
 
 
-def test_fallback_odgt_parser_agrees_with_the_reader(tmp_path):
-    from hcbench import score
-
-    reader = pytest.importorskip("hcbench.data.readers.detection")
-    for i, rec in enumerate(ODGT):
-        ours = score._parse_odgt_line(rec, tmp_path / "x.odgt", f"line {i + 1}", tmp_path / "Images")
-        theirs = reader.parse_odgt_record(rec, tmp_path / "x.odgt", f"line {i + 1}", tmp_path / "Images")
-        assert ours.image_id == theirs.image_id and ours.image == theirs.image
-        np.testing.assert_array_equal(ours.boxes, theirs.boxes)
-        np.testing.assert_array_equal(ours.ignore, theirs.ignore)
+def test_score_py_holds_no_format_knowledge():
+    """score.py delegates to the evaluators: no second odgt parser, ReID layout or metric list."""
+    src = (Path(__file__).resolve().parents[1] / "hcbench" / "score.py").read_text()
+    for word in ("odgt", "gtboxes", "query_feats", "rank1", "mINP", "np.load"):
+        assert word not in src, word

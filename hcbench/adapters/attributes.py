@@ -21,14 +21,11 @@ Card keys read here
 - ``augment.flip`` (0.5), ``augment.pad`` (10; pad then random crop back to the input size).
 - ``eval.flip_test``; ``eval.options.threshold`` (0.5).
 
-Predictions file (``.npz``, the ``hcbench score attributes`` format): ``probs`` (N x A float32,
-rows in split order), ``names`` (image paths relative to the data root) and ``attributes``
-(the A attribute names in column order).
+Predictions file and scoring: :class:`hcbench.families.attributes_eval.AttributeEvaluator`.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +35,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from hcbench.adapters.base import split_name, split_root
+from hcbench.adapters.base import split_name
 from hcbench.backbones.features import Backbone
 from hcbench.cards import TaskCard
 from hcbench.data.cards import get_dataset_card, read_split
 from hcbench.data.transforms.image import load_rgb
 from hcbench.data.types import AttributeMeta, AttributeSample, DatasetSplit
+from hcbench.families.attributes_eval import AttributeEvaluator
 from hcbench.registry import ADAPTERS
 
 WEIGHTINGS = ("exp_ratio", "none")
@@ -111,19 +109,12 @@ class AttributeModel(nn.Module):
     def __init__(self, backbone: Backbone, num_attributes: int, logit_bn: bool = True):
         super().__init__()
         self.backbone = backbone
-        self.register_buffer("mean", torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1))
         self.fc = nn.Linear(backbone.embed_dim, num_attributes)
         self.logit_bn = nn.BatchNorm1d(num_attributes) if logit_bn else nn.Identity()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        emb = self.backbone((images - self.mean) / self.std).embedding
+        emb = self.backbone(images).embedding  # the backbone normalises [0, 1] input itself
         return self.logit_bn(self.fc(emb))
-
-
-def _relative(path: Path, root: Path | None) -> str:
-    p = Path(path)
-    return p.relative_to(root).as_posix() if root is not None and p.is_relative_to(root) else p.as_posix()
 
 
 def _attribute_names(card: TaskCard) -> tuple[str, ...]:
@@ -138,7 +129,10 @@ class AttributeAdapter:
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
+        if role == "eval":  # the evaluator's split: re-scoring and `hcbench score` read the same one
+            split = EVALUATOR.eval_split(card, root, limit)
+        else:
+            split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
         if not split.samples:
             raise ValueError(f"{card.dataset.name}/{split.split}: the split is empty")
         size = (card.input.height, card.input.width)
@@ -185,42 +179,14 @@ class AttributeAdapter:
 
     def write_predictions(self, predictions: list[dict[str, Any]], split: DatasetSplit, card: TaskCard,
                           path: Path) -> Path:
-        from hcbench.results.store import atomic_write_bytes
-
-        by_index = {int(p["index"]): p for p in predictions}
-        missing = [i for i in range(len(split.samples)) if i not in by_index]
-        if missing:
-            raise ValueError(f"{card.name}: no prediction for {len(missing)} images "
-                             f"(first: {split.samples[missing[0]].image})")
-        probs = np.stack([torch.as_tensor(by_index[i]["probs"]).float().numpy() for i in range(len(split.samples))])
-        root = split_root(split)
-        names = np.array([_relative(s.image, root) for s in split.samples], dtype=str)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, probs=probs.astype(np.float32), names=names,
-                            attributes=np.array(_attribute_names(card), dtype=str))
-        atomic_write_bytes(Path(path), buf.getvalue())
-        return Path(path)
+        return EVALUATOR.write(predictions, split, card, path)
 
     def score(self, path: Path, split: DatasetSplit, card: TaskCard) -> dict[str, float]:
-        from hcbench.metrics.attributes import attribute_metrics
-
-        with np.load(path, allow_pickle=False) as z:
-            if "probs" not in z.files:
-                raise ValueError(f"{path}: predictions file lacks 'probs'")
-            probs = z["probs"]
-            names = z["names"] if "names" in z.files else None
-        gt = np.stack([s.labels for s in split.samples]).astype(np.uint8)
-        if probs.shape != gt.shape:
-            raise ValueError(f"{path}: probs have shape {probs.shape}, {split.name}/{split.split} has {gt.shape} "
-                             "(images x attributes)")
-        if names is not None:
-            root = split_root(split)
-            want = [_relative(s.image, root) for s in split.samples]
-            if list(names) != want:
-                bad = next(i for i, (a, b) in enumerate(zip(names, want, strict=True)) if a != b)
-                raise ValueError(f"{path}: row {bad} is {names[bad]!r}, the split has {want[bad]!r}")
-        m = attribute_metrics(gt, probs, threshold=float(card.eval.options.get("threshold", 0.5)))
-        return {k: float(m[k]) for k in ("mA", "accuracy", "precision", "recall", "F1")}
+        return EVALUATOR.score(path, split, card)
 
 
-ADAPTERS.add("attributes", AttributeAdapter())
+EVALUATOR = AttributeEvaluator()  # predictions codec + metrics, shared with re-scoring and `hcbench score`
+
+
+ADAPTER = AttributeAdapter()  # the instance hcbench.families.attributes.FAMILY.adapter names
+ADAPTERS.add("attributes", ADAPTER)

@@ -10,6 +10,11 @@ The engine (``hcbench.engine``) drives every family through exactly these calls:
     adapter.write_predictions(all_preds, split, card, path)    # the score-compatible file
     metrics = adapter.score(path, split, card)                 # fractions in [0, 1]
 
+The last two, and the eval split ``build_data(..., "eval")`` returns, belong to the family's
+evaluator (``hcbench.families.base.Evaluator``): an adapter delegates them to it, so ``run``,
+``submit validate --rescore`` and ``hcbench score`` share one predictions codec and one metric
+binding per family.
+
 Every dataset item is a dict holding ``"index"`` (the sample's position in ``split.samples``)
 so that predictions gathered from several ranks can be de-duplicated and ordered. Metrics
 are always computed *from the written predictions file*, so re-scoring a submission gives
@@ -65,13 +70,13 @@ def split_name(card: TaskCard, role: str) -> str:
 
 def split_root(split: DatasetSplit) -> Path | None:
     """The data root as seen from a split: the common folder above its annotation files/folders."""
-    import os
+    from hcbench.families.evaluator import split_root as root_of
 
-    parents = [str(Path(f).parent) for f in split.files]
-    return Path(os.path.commonpath(parents)) if parents else None
+    return root_of(split)
 
 
 def get_adapter(family: str) -> TaskAdapter:
-    from hcbench.registry import ADAPTERS
+    """The adapter of a registered task family (``Family.adapter``, imported on first use)."""
+    from hcbench.families.base import get_family
 
-    return ADAPTERS.get(family)
+    return get_family(family).get_adapter()

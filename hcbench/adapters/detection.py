@@ -14,8 +14,9 @@ finest level takes everything smaller, the coarsest everything larger).
 
 Resizing and normalisation happen exactly once each: the dataset resizes (short side
 ``input.height``, long side at most ``input.width``; a random short side from ``augment.scales``
-when training) and yields ``[0, 1]`` images, and torchvision's ``GeneralizedRCNNTransform``
-normalises with the backbone's mean/std and pads the batch, its own resize disabled. Predictions
+when training) and yields ``[0, 1]`` images; torchvision's ``GeneralizedRCNNTransform`` only pads the batch (with
+the backbone's mean colour; its own resize disabled, its normalisation the identity) and the
+backbone normalises with its own mean/std. Predictions
 are mapped back to original pixels by the dataset's exact per-axis scale factors.
 
 Ignore regions (CrowdHuman ``mask`` boxes, CityPersons class 0 and, per card, other classes):
@@ -39,8 +40,8 @@ Card keys read here
   ``setup``, default ``reasonable``, plus ``MR-2_<name>`` for each of ``setups``);
   ``score_thresh`` (0.05), ``nms_thresh`` (0.5), ``detections_per_img`` (100), ``topk_candidates`` (1000).
 
-Predictions file (``.json``, the ``hcbench score detection`` format): a list of
-``{"image_id", "bbox": [x, y, w, h], "score"}`` in original image pixels.
+Predictions file and scoring: :class:`hcbench.families.detection_eval.DetectionEvaluator` (a JSON
+list of ``{"image_id", "bbox": [x, y, w, h], "score"}`` in original image pixels).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from hcbench.data.cards import read_split
 from hcbench.data.transforms.detection import DetectionTransform, target_of
 from hcbench.data.transforms.image import load_rgb
 from hcbench.data.types import DatasetSplit, DetectionSample
+from hcbench.families.detection_eval import DetectionEvaluator, ground_truth, read_detections  # noqa: F401
 from hcbench.registry import ADAPTERS
 
 IGNORED_LOGIT = -30.0  # sigmoid focal loss of this logit against target 0 is ~1e-39
@@ -179,10 +181,20 @@ class _IgnoreAwareFCOSHead(FCOSHead):
 
 
 class _FixedSizeTransform(GeneralizedRCNNTransform):
-    """Normalise and batch only: images arrive already resized by the dataset."""
+    """Batch only: images arrive resized by the dataset, the backbone normalises (mean 0, std 1
+    here). Padding gets the backbone's mean colour, which is zero once normalised, as it was
+    when torchvision normalised before padding."""
+
+    def __init__(self, *args, pad_colour: tuple[float, ...] = (0.0, 0.0, 0.0), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pad_colour = pad_colour
 
     def resize(self, image, target=None):
         return image, target
+
+    def batch_images(self, images, size_divisible: int = 32):
+        c = torch.tensor(self.pad_colour, dtype=images[0].dtype, device=images[0].device).view(3, 1, 1)
+        return super().batch_images([im - c for im in images], size_divisible) + c
 
 
 class _PyramidBody(nn.Module):
@@ -227,65 +239,25 @@ class PedestrianDetector(nn.Module):
             topk_candidates=int(opts.get("topk_candidates", 1000)),
         )
         divisible = math.lcm(max(strides), backbone.stride)
-        self.detector.transform = _FixedSizeTransform(card.input.height, card.input.width, list(backbone.mean),
-                                                      list(backbone.std), size_divisible=divisible)
+        self.detector.transform = _FixedSizeTransform(card.input.height, card.input.width, [0.0, 0.0, 0.0],
+                                                      [1.0, 1.0, 1.0], size_divisible=divisible,
+                                                      pad_colour=tuple(backbone.mean))
 
     def forward(self, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]] | None = None):
         return self.detector(images, targets)
 
 
 # --------------------------------------------------------------------------- adapter
-def _image_wh(s: DetectionSample) -> tuple[int, int]:
-    if s.width > 0 and s.height > 0:
-        return s.width, s.height
-    from PIL import Image
-
-    with Image.open(s.image) as im:  # the header only
-        return im.size
-
-
-def ground_truth(split: DatasetSplit) -> list[dict[str, Any]]:
-    """The split as the metric functions take it (with image sizes, so boxes are clipped)."""
-    out = []
-    for s in split.samples:
-        w, h = _image_wh(s)
-        out.append({"image_id": s.image_id, "boxes": s.boxes, "visible": s.visible, "ignore": s.ignore,
-                    "labels": s.labels, "width": w, "height": h})
-    return out
-
-
-def read_detections(path: Path, known: set[str]) -> dict[str, np.ndarray]:
-    """A predictions file -> image id -> (K, 5) [x, y, w, h, score], with clear errors."""
-    import json
-
-    from hcbench.data.types import DataFormatError
-
-    try:
-        results = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataFormatError(path, f"not valid JSON: {e}") from None
-    if not isinstance(results, list):
-        raise DataFormatError(path, "expected a JSON list of {image_id, bbox, score}")
-    per: dict[str, list[list[float]]] = {}
-    for i, r in enumerate(results):
-        if not isinstance(r, dict) or not {"image_id", "bbox", "score"} <= set(r):
-            raise DataFormatError(path, "expected an object with image_id, bbox, score", record=i)
-        if r["image_id"] not in known:
-            raise DataFormatError(path, f"unknown image id {r['image_id']!r}", record=i)
-        row = [float(v) for v in r["bbox"]] + [float(r["score"])]
-        if len(row) != 5 or not all(math.isfinite(v) for v in row):
-            raise DataFormatError(path, "bbox must be 4 finite numbers [x, y, w, h] and score finite", record=i)
-        per.setdefault(r["image_id"], []).append(row)
-    return {k: np.asarray(v, np.float64) for k, v in per.items()}
-
-
 class DetectionAdapter:
     family = "detection"
     predictions_suffix = ".json"
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
+        if role == "eval":  # the evaluator's split: re-scoring and `hcbench score` read the same one
+            split = EVALUATOR.eval_split(card, root, limit)
+        else:
+            split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
         if not split.samples:
             raise ValueError(f"{card.dataset.name}/{split.split}: the split is empty")
         return DetectionDataset(split, card, train=role == "train"), split
@@ -324,32 +296,14 @@ class DetectionAdapter:
 
     def write_predictions(self, predictions: list[dict[str, Any]], split: DatasetSplit, card: TaskCard,
                           path: Path) -> Path:
-        from hcbench.results.store import atomic_write_json
-
-        rows = []
-        for p in sorted(predictions, key=lambda p: int(p["index"])):
-            image_id = split.samples[int(p["index"])].image_id
-            boxes = torch.as_tensor(p["boxes"]).reshape(-1, 4).tolist()
-            for box, score in zip(boxes, torch.as_tensor(p["scores"]).reshape(-1).tolist(), strict=True):
-                rows.append({"image_id": image_id, "bbox": [round(v, 2) for v in box], "score": round(score, 5)})
-        atomic_write_json(Path(path), rows)
-        return Path(path)
+        return EVALUATOR.write(predictions, split, card, path)
 
     def score(self, path: Path, split: DatasetSplit, card: TaskCard) -> dict[str, float]:
-        from hcbench.metrics.detection import citypersons_mr, crowdhuman_eval
-
-        gts = ground_truth(split)
-        dets = read_detections(Path(path), {g["image_id"] for g in gts})
-        opts = card.eval.options
-        protocol = str(opts.get("protocol", "crowdhuman"))
-        if protocol == "crowdhuman":
-            return {k: float(v) for k, v in crowdhuman_eval(gts, dets).items()}
-        if protocol == "citypersons":
-            out = {"MR-2": float(citypersons_mr(gts, dets, str(opts.get("setup", "reasonable")))["MR-2"])}
-            for setup in opts.get("setups", []):
-                out[f"MR-2_{setup}"] = float(citypersons_mr(gts, dets, str(setup))["MR-2"])
-            return out
-        raise ValueError(f"card {card.name}: eval.options.protocol must be crowdhuman or citypersons, got {protocol!r}")
+        return EVALUATOR.score(path, split, card)
 
 
-ADAPTERS.add("detection", DetectionAdapter())
+EVALUATOR = DetectionEvaluator()  # predictions codec + metrics, shared with re-scoring and `hcbench score`
+
+
+ADAPTER = DetectionAdapter()  # the instance hcbench.families.detection.FAMILY.adapter names
+ADAPTERS.add("detection", ADAPTER)

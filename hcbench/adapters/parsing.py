@@ -16,14 +16,12 @@ Protocol-card keys this adapter reads (unknown keys are refused):
 Dataset items: ``image`` uint8 ``3 x H x W`` (the model normalises with the backbone's
 mean/std), ``label`` int64 ``H x W`` (train ids, 255 = ignore/padding), ``valid`` (the
 ``(h, w)`` of the image inside the padded input), ``orig_size`` and ``index``. Predictions
-are label maps at the original image resolution, written as one ``uint8`` array per sample
-(keyed by ``sample_id``) in a compressed ``.npz``; scoring reads them back with
-``allow_pickle=False``.
+are label maps at the original image resolution; their file and scoring are
+:class:`hcbench.families.parsing_eval.ParsingEvaluator`.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +36,16 @@ from hcbench.backbones.features import Backbone
 from hcbench.backbones.pyramid import SimpleFeaturePyramid
 from hcbench.cards import TaskCard
 from hcbench.data.cards import get_dataset_card, read_split
-from hcbench.data.types import DataFormatError, DatasetSplit, ParsingMeta
+from hcbench.data.rng import rng_from_torch
+from hcbench.data.types import DatasetSplit, ParsingMeta
+from hcbench.families import parsing_eval
+from hcbench.families.parsing import ParsingAdapterOptions, ParsingAugment
+from hcbench.families.parsing_eval import ParsingEvaluator
 from hcbench.registry import ADAPTERS
 
-ADAPTER_DEFAULTS: dict[str, Any] = {"head": "fpn", "pyramid_channels": 256, "decoder_channels": 256, "dropout": 0.1}
-AUGMENT_DEFAULTS: dict[str, Any] = {"scale": [0.5, 2.0], "flip": True, "keep_ratio": True}
+# the defaults are the family's typed card options (hcbench.families.parsing), defined once
+ADAPTER_DEFAULTS: dict[str, Any] = ParsingAdapterOptions().model_dump()
+AUGMENT_DEFAULTS: dict[str, Any] = ParsingAugment().model_dump()
 
 
 def _options(card: TaskCard, given: dict[str, Any], defaults: dict[str, Any], where: str) -> dict[str, Any]:
@@ -87,24 +90,28 @@ class ParsingDataset(Dataset):
         return len(self.split.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from hcbench.data.transforms.parsing import hflip, load_pair, pad_to, random_crop, resize
+        # outside the engine: a generator drawn from torch's global RNG, so seeding torch repeats it
+        return self.seeded_item(index, rng_from_torch() if self.train else None)
+
+    def seeded_item(self, index: int, rng: np.random.Generator | None) -> dict[str, Any]:
+        """The item with its augmentation drawn from ``rng`` (the engine passes one per
+        (seed, epoch, index): :func:`hcbench.data.rng.sample_rng`)."""
+        from hcbench.data.transforms.parsing import load_pair, pad_to, resize, resized_random_crop
 
         image, label = load_pair(self.split.samples[index], self.meta)
         oh, ow = label.shape
         ignore = self.meta.ignore_index
         if self.train:
-            # a fresh generator from torch's RNG, which the engine seeds per (seed, epoch, index)
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            rng = rng if rng is not None else rng_from_torch()
             s = float(rng.uniform(*self.scale))
             if self.keep_ratio:
                 f = _fit_scale(oh, ow, self.size) * s
                 th, tw = max(1, round(oh * f)), max(1, round(ow * f))
             else:
                 th, tw = max(1, round(self.size[0] * s)), max(1, round(self.size[1] * s))
-            image, label = resize(image, label, (th, tw))
-            if self.flip and rng.random() < 0.5:
-                image, label = hflip(image, label, self.meta)
-            image, label = random_crop(image, label, self.size, rng, ignore)
+            flip = self.flip and rng.random() < 0.5
+            # crop first, then resize only the window: rescale -> flip -> crop in one resample
+            image, label = resized_random_crop(image, label, (th, tw), self.size, rng, self.meta, flip)
             valid = self.size
         else:
             if self.keep_ratio:
@@ -158,15 +165,14 @@ class ParsingModel(nn.Module):
         self.backbone = backbone
         self.pyramid = pyramid
         self.head = head
-        self.register_buffer("mean", torch.tensor(backbone.mean).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(backbone.std).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("flip_index", torch.as_tensor(flip_index, dtype=torch.long), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2:]
         s = int(self.backbone.stride)
-        x = (images.float() - self.mean) / self.std
-        x = F.pad(x, (0, -w % s, 0, -h % s))  # zeros = the mean colour after normalisation
+        x = images.float() / 255.0  # the backbone normalises [0, 1] input with its own mean/std
+        m = self.backbone.pixel_mean.to(x.dtype)
+        x = F.pad(x - m, (0, -w % s, 0, -h % s)) + m  # pad with the mean colour (zero once normalised)
         logits = self.head(list(self.pyramid(self.backbone(x).dense).values()))
         logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits[..., :h, :w]
@@ -179,7 +185,10 @@ class ParsingAdapter:
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
+        if role == "eval":  # the evaluator's split: re-scoring and `hcbench score` read the same one
+            split = EVALUATOR.eval_split(card, root, limit)
+        else:
+            split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
         return ParsingDataset(split, card, train=role == "train"), split
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -218,63 +227,21 @@ class ParsingAdapter:
             vh, vw = (int(v) for v in batch["valid"][i])
             oh, ow = (int(v) for v in batch["orig_size"][i])
             p = F.interpolate(prob[i : i + 1, :, :vh, :vw], size=(oh, ow), mode="bilinear", align_corners=False)
-            out.append({"index": int(idx), "label": p[0].argmax(0).to(torch.uint8).cpu().numpy()})
+            # max(0).indices: the same first-maximum rule as argmax(0), 2.3-3.6x faster across channels on CPU
+            out.append({"index": int(idx), "label": p[0].max(0).indices.to(torch.uint8).cpu().numpy()})
         return out
 
     def write_predictions(self, predictions: list[dict[str, Any]], split: DatasetSplit, card: TaskCard,
                           path: Path) -> Path:
-        from hcbench.results.store import atomic_write_bytes
-
-        arrays: dict[str, np.ndarray] = {}
-        for p in predictions:
-            sid = split.samples[int(p["index"])].sample_id
-            arrays.setdefault(sid, np.ascontiguousarray(np.asarray(p["label"], dtype=np.uint8)))
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        atomic_write_bytes(path, buf.getvalue())
-        return Path(path)
+        return EVALUATOR.write(predictions, split, card, path)
 
     def score(self, path: Path, split: DatasetSplit, card: TaskCard) -> dict[str, float]:
-        return score_file(path, split)
+        return EVALUATOR.score(path, split, card)
 
 
-def score_file(path: Path, split: DatasetSplit) -> dict[str, float]:
-    """mIoU / pixel_acc / mean_acc and ``IoU/<class>`` from a predictions ``.npz`` against the
-    split's label PNGs (remapped to train ids), accumulated over the whole split."""
-    from hcbench.data.transforms.image import load_label
-    from hcbench.metrics.parsing import ConfusionMatrix, parsing_metrics
-
-    meta: ParsingMeta = split.meta
-    conf = ConfusionMatrix(meta.num_classes, meta.ignore_index)
-    remap = meta.remap_lut()
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataFormatError(path, f"not a readable .npz of label maps: {e}") from None
-    with npz:
-        have = set(npz.files)
-        for s in split.samples:
-            if s.sample_id not in have:
-                raise DataFormatError(path, "no prediction for this sample", record=s.sample_id)
-            try:
-                pred = npz[s.sample_id]
-            except ValueError as e:  # object arrays need pickle, which is never allowed here
-                raise DataFormatError(path, f"unreadable array (pickled objects are refused): {e}",
-                                      record=s.sample_id) from None
-            gt = remap[load_label(s.label)]
-            if pred.shape != gt.shape or pred.dtype != np.uint8:
-                raise DataFormatError(path, f"prediction is {pred.dtype} {pred.shape}, expected uint8 {gt.shape} "
-                                      f"(the label {s.label.name})", record=s.sample_id)
-            if pred.max(initial=0) >= meta.num_classes:
-                raise DataFormatError(path, f"class id {int(pred.max())} outside 0..{meta.num_classes - 1}",
-                                      record=s.sample_id)
-            conf.update(pred, gt)
-    m = parsing_metrics(conf)
-    out = {"mIoU": m["mIoU"], "pixel_acc": m["pixel_acc"], "mean_acc": m["mean_acc"]}
-    for name, iou in zip(meta.class_names, m["per_class_iou"], strict=True):
-        if not np.isnan(iou):
-            out[f"IoU/{name}"] = float(iou)
-    return out
+EVALUATOR = ParsingEvaluator()  # predictions codec + metrics, shared with re-scoring and `hcbench score`
+score_file = parsing_eval.score_file  # the old name
 
 
-ADAPTERS.add("parsing", ParsingAdapter())
+ADAPTER = ParsingAdapter()  # the instance hcbench.families.parsing.FAMILY.adapter names
+ADAPTERS.add("parsing", ADAPTER)

@@ -8,7 +8,9 @@ fall back to a default):
     against ``heatmap_stride``; a backbone of stride ``s`` gets ``log2(s / heatmap_stride)`` so
     the heatmap is always ``input / heatmap_stride``), ``deconv_channels`` (256), ``deconv_kernel`` (4),
     ``final_kernel`` (1), ``heatmap_stride`` (4), ``loss_weight`` (1.0),
-    ``codec: {type: udp_gaussian, sigma: 2, refine: dark|none, blur_kernel: 11}``.
+    ``codec: {type: udp_gaussian, sigma: 2, refine: dark|none, blur_kernel: 11}`` or
+    ``codec: {type: msra_gaussian, sigma: 2, refine: quarter|none}`` (MSRA targets, quarter-pixel
+    decoding, flip test shifted one pixel; :mod:`hcbench.adapters.pose_codec`).
 ``augment``
     ``flip`` (true), ``half_body`` (probability, 0.3), ``scale`` ([0.75, 1.25]), ``rotate``
     (degrees, 40), ``rotate_prob`` (0.6), ``shift`` (0.0), ``padding`` (box padding, 1.25).
@@ -18,18 +20,18 @@ fall back to a default):
     ``none``), ``nms_thr`` (0.9), ``pckh_thr`` (0.5), ``pck_thr`` (0.1, of the longer box side,
     for metric ``PCK``), ``crowd`` (CrowdPose easy/medium/hard;
     also on when the dataset card says ``iou_type: keypoints_crowd``), ``backend``
-    (``pycocotools`` | ``faster-coco-eval``).
+    (``hcbench`` (default) | ``pycocotools`` | ``faster-coco-eval``; the first two give identical numbers).
     ``eval.metrics`` picks the scorers: ``PCKh*`` (MPII, head-normalised), ``PCK``
     (box-normalised, matched by ``index``; ground-truth boxes only), the rest OKS AP/AR.
 
 Dataset items: ``image`` uint8 ``3 x H x W`` (the model normalises with the backbone's
-mean/std, so data loading never needs the backbone), ``heatmaps`` ``K x H/4 x W/4``,
-``weights`` ``K``, ``matrix`` (``2 x 3`` original -> input) and ``index``.
+mean/std, so data loading never needs the backbone), ``heatmaps`` ``K x H/4 x W/4`` and
+``weights`` ``K`` (training set only: evaluation never reads them), ``matrix`` (``2 x 3``
+original -> input) and ``index``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -41,23 +43,22 @@ from torch import nn
 from torch.utils.data import Dataset, Sampler, default_collate
 
 from hcbench.adapters.base import split_name
-from hcbench.adapters.pose_codec import decode_heatmaps, encode_udp
-from hcbench.adapters.pose_eval import card_options, prediction_records, score_file
+from hcbench.adapters.pose_codec import align_flipped, decode_heatmaps, encode_msra, encode_udp
 from hcbench.backbones.features import Backbone
 from hcbench.cards import TaskCard
 from hcbench.data.cards import get_dataset_card, read_split
+from hcbench.data.rng import rng_from_torch
 from hcbench.data.types import DatasetSplit, KeypointMeta
+from hcbench.families.pose import PoseAdapterOptions, PoseAugment, PoseCodec
+from hcbench.families.pose_eval import PoseEvaluator, card_options
 from hcbench.registry import ADAPTERS
 
-ADAPTER_DEFAULTS: dict[str, Any] = {
-    "head": "heatmap", "deconv_layers": 2, "deconv_channels": 256, "deconv_kernel": 4, "final_kernel": 1,
-    "heatmap_stride": 4, "loss_weight": 1.0, "codec": {},
-}
-CODEC_DEFAULTS: dict[str, Any] = {"type": "udp_gaussian", "sigma": 2.0, "refine": "dark", "blur_kernel": 11}
-AUGMENT_DEFAULTS: dict[str, Any] = {
-    "flip": True, "half_body": 0.3, "scale": [0.75, 1.25], "rotate": 40.0, "rotate_prob": 0.6, "shift": 0.0,
-    "padding": 1.25,
-}
+# the defaults are the family's typed card options (hcbench.families.pose), defined once
+ADAPTER_DEFAULTS: dict[str, Any] = {**PoseAdapterOptions().model_dump(), "codec": {}}
+CODEC_DEFAULTS: dict[str, Any] = PoseCodec().model_dump()
+AUGMENT_DEFAULTS: dict[str, Any] = PoseAugment().model_dump()
+# the sub-pixel refinements each codec defines, its default first
+CODEC_REFINES: dict[str, tuple[str, ...]] = {"udp_gaussian": ("dark", "none"), "msra_gaussian": ("quarter", "none")}
 
 
 def adapter_options(card: TaskCard) -> dict[str, Any]:
@@ -66,9 +67,15 @@ def adapter_options(card: TaskCard) -> dict[str, Any]:
     if 2 ** int(opts["deconv_layers"]) * int(opts["heatmap_stride"]) != 16:
         raise ValueError(f"card {card.name!r}: deconv_layers {opts['deconv_layers']} (stated for a stride-16 "
                          f"backbone) does not reach heatmap_stride {opts['heatmap_stride']}")
-    if opts["head"] != "heatmap" or opts["codec"]["type"] != "udp_gaussian":
+    codec = opts["codec"]
+    if opts["head"] != "heatmap" or codec["type"] not in CODEC_REFINES:
         raise ValueError(f"card {card.name!r}: the pose adapter implements head 'heatmap' with codec "
-                         f"'udp_gaussian', not {opts['head']!r}/{opts['codec']['type']!r}")
+                         f"{' or '.join(map(repr, CODEC_REFINES))}, not {opts['head']!r}/{codec['type']!r}")
+    if "refine" not in dict(card.adapter.get("codec") or {}):  # each codec's own default refinement
+        codec["refine"] = CODEC_REFINES[codec["type"]][0]
+    if codec["refine"] not in CODEC_REFINES[codec["type"]]:
+        raise ValueError(f"card {card.name!r}: adapter.codec.refine {codec['refine']!r} is not defined for "
+                         f"codec {codec['type']!r}; use one of {list(CODEC_REFINES[codec['type']])}")
     return opts
 
 
@@ -90,13 +97,14 @@ def heatmap_size(card: TaskCard) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------- data
 class TopDownDataset(Dataset):
-    """One item per person box: the crop, its UDP target heatmaps and the crop's affine matrix."""
+    """One item per person box: the crop, its target heatmaps (the card's codec) and the crop's affine matrix."""
 
-    def __init__(self, split: DatasetSplit, card: TaskCard, train: bool):
+    def __init__(self, split: DatasetSplit, card: TaskCard, train: bool, targets: bool = True):
         from hcbench.data.transforms.pose import TopDownTransform
 
         self.split = split
         self.train = train
+        self.targets = targets  # False: no heatmaps/weights (evaluation never reads them)
         aug = card_options(card, card.augment, AUGMENT_DEFAULTS, "augment")
         self.transform = TopDownTransform(
             split.meta, (card.input.height, card.input.width), train=train, scale=tuple(aug["scale"]),
@@ -105,24 +113,29 @@ class TopDownDataset(Dataset):
         self.input_wh = (card.input.width, card.input.height)
         self.heatmap_wh = heatmap_size(card)
         self.sigma = float(adapter_options(card)["codec"]["sigma"])
+        self.encode = encode_msra if adapter_options(card)["codec"]["type"] == "msra_gaussian" else encode_udp
 
     def __len__(self) -> int:
         return len(self.split.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        # a fresh generator per item, drawn from torch's RNG: DataLoader seeds torch per
-        # worker and epoch, so augmentation is reproducible and differs across workers
-        seed = int(torch.randint(0, 2**62, ()).item()) if self.train else index
-        crop = self.transform(self.split.samples[index], rng=np.random.default_rng(seed))
-        heat, weights = encode_udp(crop.keypoints[:, :2], crop.keypoints[:, 2], self.input_wh,
-                                   self.heatmap_wh, self.sigma)
-        return {
+        # outside the engine: a generator drawn from torch's global RNG, so seeding torch repeats it
+        return self.seeded_item(index, rng_from_torch() if self.train else None)
+
+    def seeded_item(self, index: int, rng: np.random.Generator | None) -> dict[str, Any]:
+        """The item with its augmentation drawn from ``rng`` (the engine passes one per
+        (seed, epoch, index): :func:`hcbench.data.rng.sample_rng`)."""
+        crop = self.transform(self.split.samples[index], rng=rng if self.train else np.random.default_rng(index))
+        item: dict[str, Any] = {
             "image": torch.from_numpy(np.ascontiguousarray(crop.image)).permute(2, 0, 1).contiguous(),
-            "heatmaps": torch.from_numpy(heat),
-            "weights": torch.from_numpy(weights),
             "matrix": torch.from_numpy(np.asarray(crop.matrix, dtype=np.float64)),
             "index": index,
         }
+        if self.targets:
+            heat, weights = self.encode(crop.keypoints[:, :2], crop.keypoints[:, 2], self.input_wh,
+                                        self.heatmap_wh, self.sigma)
+            item["heatmaps"], item["weights"] = torch.from_numpy(heat), torch.from_numpy(weights)
+        return item
 
 
 # --------------------------------------------------------------------------- model
@@ -154,7 +167,7 @@ class HeatmapHead(nn.Module):
 
 
 class PoseModel(nn.Module):
-    """Backbone + heatmap head. Takes uint8 (or 0..255 float) images, normalises them itself."""
+    """Backbone + heatmap head. Takes uint8 (or 0..255 float) images; the backbone normalises."""
 
     def __init__(self, backbone: Backbone, head: HeatmapHead, flip_index: np.ndarray,
                  input_wh: tuple[int, int]):
@@ -162,12 +175,10 @@ class PoseModel(nn.Module):
         self.backbone = backbone
         self.head = head
         self.input_wh = input_wh
-        self.register_buffer("mean", torch.tensor(backbone.mean).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(backbone.std).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("flip_index", torch.as_tensor(flip_index, dtype=torch.long), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images.float() - self.mean) / self.std
+        x = images.float() / 255.0  # the backbone normalises [0, 1] input with its own mean/std
         return self.head(self.backbone(x).dense)
 
 
@@ -187,13 +198,14 @@ class PoseAdapter:
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        name = card.dataset.name
-        split = read_split(name, split_name(card, role), root, limit=limit)
-        if role == "eval" and card.input.boxes == "detected":
-            split = _with_detected_boxes(split, card, root, limit)
+        if role == "eval":  # the evaluator reads the eval split, so re-scoring sees the same persons
+            split = EVALUATOR.eval_split(card, root, limit)
+        else:
+            split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
         if role == "train":  # persons without a labelled keypoint carry no training signal
             split.samples = [s for s in split.samples if s.num_visible > 0]
-        return TopDownDataset(split, card, train=role == "train"), split
+        train = role == "train"
+        return TopDownDataset(split, card, train=train, targets=train), split
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return default_collate(items)
@@ -234,9 +246,10 @@ class PoseAdapter:
         heat = model(images).float()
         if card.eval.flip_test:
             flipped = model(images.flip(-1)).float()
-            heat = 0.5 * (heat + flip_heatmaps(flipped, net.flip_index.cpu().numpy()))
+            back = align_flipped(flip_heatmaps(flipped, net.flip_index.cpu().numpy()), codec["type"])
+            heat = 0.5 * (heat + back)
         coords, scores = decode_heatmaps(heat, net.input_wh, refine=codec["refine"],
-                                         blur_kernel=int(codec["blur_kernel"]))
+                                         blur_kernel=int(codec["blur_kernel"]), codec=codec["type"])
         coords, scores = coords.cpu().numpy(), scores.cpu().numpy()
         mats = batch["matrix"].cpu().numpy()
         out = []
@@ -247,42 +260,12 @@ class PoseAdapter:
 
     def write_predictions(self, predictions: list[dict[str, Any]], split: DatasetSplit, card: TaskCard,
                           path: Path) -> Path:
-        from hcbench.results.store import atomic_write_text
-
-        results = prediction_records(predictions, split, card)
-        path = Path(path)
-        atomic_write_text(path, json.dumps(results, separators=(",", ":")) + "\n")
-        return path
+        return EVALUATOR.write(predictions, split, card, path)
 
     def score(self, path: Path, split: DatasetSplit, card: TaskCard) -> dict[str, float]:
-        return score_file(path, split, card)
+        return EVALUATOR.score(path, split, card)
 
 
-def _with_detected_boxes(split: DatasetSplit, card: TaskCard, root: Path | None, limit: int | None
-                         ) -> DatasetSplit:
-    """The eval split with the detector's person boxes as samples (``input.boxes: detected``)."""
-    from hcbench.data.cards import dataset_root
-    from hcbench.data.readers.coco import CocoKeypointIndex, load_json
-
-    if card.input.detections:
-        ds_card = get_dataset_card(card.dataset.name)
-        base = dataset_root(card.dataset.name, root)
-        gt_path = Path(split.extra["coco_gt"])
-        index = CocoKeypointIndex(load_json(gt_path), gt_path, split.meta.num_keypoints)
-        image_dir = base / ds_card.split(split.split).files["images"]
-        dets = index.det_instances(base / card.input.detections, image_dir,
-                                   score_thr=float(ds_card.options.get("det_score_thr", 0.0)), limit=limit)
-    elif "detections" in split.extra:
-        dets = split.extra["detections"]
-    else:
-        missing = split.extra.get("detections_missing")
-        raise FileNotFoundError(f"card {card.name!r} evaluates with detected boxes but "
-                                + (f"the detection file {missing} is missing" if missing else
-                                   f"dataset {card.dataset.name!r} lists no detections for split {split.split!r}"))
-    split.samples = list(dets)
-    split.extra["image_ids"] = list(dict.fromkeys(s.image_id for s in dets))
-    split.extra["boxes"] = "detected"
-    return split
-
-
-ADAPTERS.add("pose", PoseAdapter())
+EVALUATOR = PoseEvaluator()  # the predictions codec + metrics, shared with re-scoring and `hcbench score`
+ADAPTER = PoseAdapter()  # the instance hcbench.families.pose.FAMILY.adapter names
+ADAPTERS.add("pose", ADAPTER)

@@ -1,4 +1,6 @@
-"""Heatmap encoding and decoding for top-down pose (UDP Gaussian targets, DARK-UDP decoding).
+"""Heatmap encoding and decoding for top-down pose: UDP Gaussian targets with DARK-UDP decoding
+(``udp_gaussian``), and the classic MSRA targets with the quarter-pixel decoding (``msra_gaussian``,
+see :func:`encode_msra`).
 
 Coordinate conventions (all in pixel *indices*, x right, y down):
 
@@ -58,14 +60,12 @@ def encode_udp(keypoints: np.ndarray, visible: np.ndarray, input_size: tuple[int
     inside = ((centre[:, 0] - radius < w) & (centre[:, 0] + radius >= 0)
               & (centre[:, 1] - radius < h) & (centre[:, 1] + radius >= 0))
     weights *= inside
-    xs = np.arange(w, dtype=np.float32)[None, None, :]
-    ys = np.arange(h, dtype=np.float32)[None, :, None]
-    dx = xs - mu[:, 0, None, None]
-    dy = ys - mu[:, 1, None, None]
-    heat = np.exp(-(dx**2 + dy**2) / (2.0 * sigma**2))
-    window = ((np.abs(xs - centre[:, 0, None, None]) <= radius)
-              & (np.abs(ys - centre[:, 1, None, None]) <= radius))
-    heat = heat * window * weights[:, None, None]
+    # the Gaussian and its square window are separable: K x (h + w) exponentials, not K x h x w
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[None, :]
+    gx = np.exp(-((xs - mu[:, :1]) ** 2) / (2.0 * sigma**2)) * (np.abs(xs - centre[:, :1]) <= radius)
+    gy = np.exp(-((ys - mu[:, 1:]) ** 2) / (2.0 * sigma**2)) * (np.abs(ys - centre[:, 1:]) <= radius)
+    heat = (gy * weights[:, None])[:, :, None] * gx[:, None, :]
     return heat.astype(np.float32), weights
 
 
@@ -129,11 +129,16 @@ def refine_dark(heatmaps: torch.Tensor, coords: torch.Tensor, blur_kernel: int =
 
 
 def decode_heatmaps(heatmaps: torch.Tensor, input_size: tuple[int, int], *, refine: str = "dark",
-                    blur_kernel: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
+                    blur_kernel: int = 11, codec: str = "udp_gaussian") -> tuple[torch.Tensor, torch.Tensor]:
     """Keypoints ``(B, K, 2)`` in *input* coordinates and their scores ``(B, K)`` (heatmap maxima).
 
-    ``refine``: ``"dark"`` (DARK-UDP, the default) or ``"none"`` (integer argmax).
+    ``codec="udp_gaussian"``: ``refine`` is ``"dark"`` (DARK-UDP, the default) or ``"none"`` (integer
+    argmax). ``codec="msra_gaussian"``: see :func:`decode_msra` (``"quarter"`` or ``"none"``).
     """
+    if codec == "msra_gaussian":
+        return decode_msra(heatmaps, input_size, refine=refine)
+    if codec != "udp_gaussian":
+        raise ValueError(f"unknown heatmap codec {codec!r}; use 'udp_gaussian' or 'msra_gaussian'")
     b, k, h, w = heatmaps.shape
     coords, scores = heatmap_argmax(heatmaps)
     if refine == "dark":
@@ -142,3 +147,89 @@ def decode_heatmaps(heatmaps: torch.Tensor, input_size: tuple[int, int], *, refi
         raise ValueError(f"unknown heatmap refinement {refine!r}; use 'dark' or 'none'")
     scale = torch.as_tensor(heatmap_scale(input_size, (w, h)), device=coords.device)
     return coords * scale, scores
+
+
+# --------------------------------------------------------------------------- MSRA
+# The classic SimpleBaseline encoding (Xiao et al., ECCV 2018; mmpose ``MSRAHeatmap`` /
+# ``TopDownGenerateTarget(sigma=2)``, the target of ViTPose's whole-body and AP-10K configs):
+# heatmap coordinates are input coordinates divided by the stride (``x_hm = x_in * w / W``, no
+# end-point alignment) and the Gaussian sits on the *rounded* keypoint, so a target carries up to
+# half a heatmap pixel of quantisation. Decoding (ViTPose 0.x ``post_process='default'``) takes the
+# argmax and moves a quarter pixel towards the higher neighbour on each axis, then multiplies by
+# the stride. With this encoding a flipped crop's heatmaps, once mirrored back, sit ~3/4 heatmap
+# pixel left of the original ones, which is why flip test shifts them one pixel right
+# (mmpose ``shift_heatmap=True``; :func:`align_flipped`).
+
+
+def msra_scale(input_size: tuple[int, int], heatmap_size: tuple[int, int]) -> np.ndarray:
+    """Factor ``(sx, sy)`` with ``x_in = x_hm * sx`` under the MSRA convention (the stride)."""
+    (W, H), (w, h) = input_size, heatmap_size
+    return np.array([W / w, H / h], dtype=np.float32)
+
+
+def encode_msra(keypoints: np.ndarray, visible: np.ndarray, input_size: tuple[int, int],
+                heatmap_size: tuple[int, int], sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """MSRA Gaussian heatmaps for one instance (same contract as :func:`encode_udp`).
+
+    The centre is ``int(x_hm + 0.5)`` (truncation, as the reference does); pixels within ``3 sigma``
+    of it on each axis get ``exp(-d^2 / (2 sigma^2))``. A keypoint whose window lies wholly outside
+    the heatmap, or that is not labelled (``visible <= 0``), gets weight 0 and an empty map.
+    """
+    w, h = heatmap_size
+    k = len(keypoints)
+    mu = np.asarray(keypoints, dtype=np.float32).reshape(k, 2) / msra_scale(input_size, heatmap_size)
+    weights = (np.asarray(visible, dtype=np.float32).reshape(k) > 0).astype(np.float32)
+    radius = 3 * sigma
+    centre = np.trunc(mu + 0.5)
+    ul, br = centre - radius, centre + radius + 1
+    inside = (ul[:, 0] < w) & (ul[:, 1] < h) & (br[:, 0] >= 0) & (br[:, 1] >= 0)
+    weights *= inside
+    dx = np.arange(w, dtype=np.float32)[None, None, :] - centre[:, 0, None, None]
+    dy = np.arange(h, dtype=np.float32)[None, :, None] - centre[:, 1, None, None]
+    heat = np.exp(-(dx**2 + dy**2) / (2.0 * sigma**2)) * ((np.abs(dx) <= radius) & (np.abs(dy) <= radius))
+    return (heat * weights[:, None, None]).astype(np.float32), weights
+
+
+def refine_quarter(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """A quarter pixel from the integer ``coords (B, K, 2)`` towards the higher neighbour on each
+    axis; only where the argmax is off the outer two rows/columns (``1 < x < w - 1`` and
+    ``1 < y < h - 1``, ViTPose 0.x's rule), elsewhere the argmax stays."""
+    b, k, h, w = heatmaps.shape
+    x, y = coords[..., 0].long(), coords[..., 1].long()
+    ok = (x > 1) & (x < w - 1) & (y > 1) & (y < h - 1)
+    xs, ys = x.clamp(1, w - 2), y.clamp(1, h - 2)
+    flat = heatmaps.reshape(b, k, -1)
+
+    def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        return torch.gather(flat, 2, (yy * w + xx).unsqueeze(-1)).squeeze(-1)
+
+    diff = torch.stack([at(ys, xs + 1) - at(ys, xs - 1), at(ys + 1, xs) - at(ys - 1, xs)], dim=-1)
+    step = 0.25 * torch.sign(diff) * ok.unsqueeze(-1)
+    return coords.float() + step.to(torch.float32)
+
+
+def decode_msra(heatmaps: torch.Tensor, input_size: tuple[int, int], *, refine: str = "quarter"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """MSRA decoding: argmax, the quarter-pixel refinement (``refine="quarter"``, or ``"none"``),
+    times the stride. Keypoints ``(B, K, 2)`` in input coordinates, scores ``(B, K)``."""
+    b, k, h, w = heatmaps.shape
+    coords, scores = heatmap_argmax(heatmaps)
+    if refine == "quarter":
+        coords = refine_quarter(heatmaps, coords)
+    elif refine != "none":
+        raise ValueError(f"heatmap refinement {refine!r} is not defined for codec 'msra_gaussian'; "
+                         "use 'quarter' (the reference's default) or 'none'")
+    scale = torch.as_tensor(msra_scale(input_size, (w, h)), device=coords.device)
+    return coords.float() * scale, scores
+
+
+def align_flipped(heatmaps: torch.Tensor, codec: str) -> torch.Tensor:
+    """Flip-test heatmaps already mirrored back (and channel-swapped): UDP needs nothing, MSRA is
+    shifted one pixel right (column 0 keeps its value, as the reference's ``shift_heatmap``)."""
+    if codec == "udp_gaussian":
+        return heatmaps
+    if codec != "msra_gaussian":
+        raise ValueError(f"unknown heatmap codec {codec!r}; use 'udp_gaussian' or 'msra_gaussian'")
+    out = heatmaps.clone()
+    out[..., 1:] = heatmaps[..., :-1]
+    return out

@@ -7,7 +7,7 @@ gives ``f_bn``; a linear layer without bias maps ``f_bn`` to identity logits. Tr
 ``id_loss_weight`` x cross-entropy (label smoothing) on the logits + ``triplet_weight`` x batch-hard
 triplet loss on ``f`` (Euclidean distances, hardest positive and hardest negative per anchor).
 Batches are P identities x K instances (:class:`RandomIdentitySampler`). Images reach the model as
-``[0, 1]`` floats and are normalised inside it with the backbone's own mean/std.
+``[0, 1]`` floats; the backbone normalises them with its own mean/std.
 
 Evaluation: the feature before (or after) the BNNeck, averaged with the horizontally flipped
 image's when ``eval.flip_test``, L2-normalised; ranked by cosine distance under the Market-1501
@@ -25,12 +25,7 @@ Card keys read here
 - ``eval.flip_test``; ``eval.options.feature``: ``before_bn`` (default, TransReID) or
   ``after_bn`` (BoT); ``eval.options.metric``: ``cosine`` (default) or ``euclidean``.
 
-``eval_limit`` keeps the first N queries, every gallery image of their identities, and the first
-N other gallery images, so a smoke run still has a true match for each query.
-
-Predictions file (``.npz``, the ``hcbench score reid`` format): ``query_feats`` (Q x D float32),
-``gallery_feats`` (G x D), ``query_pids``, ``gallery_pids``, ``query_camids``, ``gallery_camids``
-(int64) and ``query_names`` / ``gallery_names`` (image paths relative to the data root).
+Predictions file, ``eval_limit`` rule and scoring: :class:`hcbench.families.reid_eval.ReIDEvaluator`.
 """
 
 from __future__ import annotations
@@ -46,39 +41,27 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from hcbench.adapters.base import split_name, split_root
+from hcbench.adapters.base import split_name
 from hcbench.backbones.features import Backbone
 from hcbench.cards import TaskCard
 from hcbench.data.cards import read_split
-from hcbench.data.transforms.image import IMAGENET_MEAN, load_rgb
+from hcbench.data.transforms.image import load_rgb
 from hcbench.data.types import DatasetSplit, ReIDSample
+from hcbench.families.reid_eval import ReIDEvaluator, limit_test_split  # noqa: F401
 from hcbench.registry import ADAPTERS
 
 FEATURE_CHOICES = ("before_bn", "after_bn")
 
 
 # --------------------------------------------------------------------------- data
-def _writable(a: np.ndarray) -> np.ndarray:
-    """PIL-backed arrays are read-only; torchvision wraps them without copying and warns."""
-    return a if a.flags.writeable else a.copy()
-
 def image_transform(size: tuple[int, int], train: bool, flip: float = 0.5, pad: int = 10,
                     erase: float = 0.5):
     """H x W x 3 uint8 -> 3 x H x W float in [0, 1]; normalisation happens in the model so that it
-    always uses the backbone's statistics. Erased rectangles get the ImageNet mean pixel."""
-    from torchvision.transforms import v2
+    always uses the backbone's statistics. Erased rectangles get the ImageNet mean pixel.
+    Training randomness: the ``rng`` the dataset passes (:class:`~hcbench.data.transforms.reid.ReIDCrop`)."""
+    from hcbench.data.transforms.reid import ReIDCrop
 
-    from hcbench.data.transforms.reid import random_erasing
-
-    steps: list[Any] = [v2.ToImage(), v2.Resize(list(size), antialias=True)]
-    if train:
-        steps.append(v2.RandomHorizontalFlip(flip))
-        if pad > 0:
-            steps += [v2.Pad(pad), v2.RandomCrop(list(size))]
-    steps.append(v2.ToDtype(torch.float32, scale=True))
-    if train and erase > 0:
-        steps.append(random_erasing(erase, mean=IMAGENET_MEAN))
-    return v2.Compose(steps)
+    return ReIDCrop(size, train, flip=flip, pad=pad, erase=erase)
 
 
 class ReIDDataset(Dataset):
@@ -91,8 +74,12 @@ class ReIDDataset(Dataset):
         return len(self.split.samples)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.seeded_item(i, None)
+
+    def seeded_item(self, i: int, rng: np.random.Generator | None) -> dict[str, Any]:
+        """The item with its augmentation drawn from ``rng`` (None: from torch's global RNG)."""
         s: ReIDSample = self.split.samples[i]
-        image = self.transform(_writable(load_rgb(s.image)))
+        image = self.transform(load_rgb(s.image), rng=rng)
         return {"index": i, "image": image, "pid": self.labels[i], "camid": s.camid}
 
 
@@ -101,17 +88,6 @@ def relabel(samples: list[ReIDSample]) -> tuple[list[int], int]:
     uniq = sorted({s.pid for s in samples})
     lut = {p: k for k, p in enumerate(uniq)}
     return [lut[s.pid] for s in samples], len(uniq)
-
-
-def limit_test_split(split: DatasetSplit, limit: int) -> DatasetSplit:
-    """First ``limit`` queries + all gallery images of their pids + the first ``limit`` others."""
-    queries = [s for s in split.samples if s.role == "query"][:limit]
-    pids = {s.pid for s in queries}
-    gallery = [s for s in split.samples if s.role == "gallery"]
-    others = [s for s in gallery if s.pid not in pids][:limit]
-    keep = {id(s) for s in others} | {id(s) for s in gallery if s.pid in pids}
-    samples = queries + [s for s in gallery if id(s) in keep]
-    return DatasetSplit(split.name, split.split, split.family, samples, split.meta, split.files, dict(split.extra))
 
 
 class RandomIdentitySampler(Sampler[int]):
@@ -171,8 +147,6 @@ class ReIDModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         dim = backbone.embed_dim
-        self.register_buffer("mean", torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1))
         self.bnneck = nn.BatchNorm1d(dim)
         self.bnneck.bias.requires_grad_(False)  # BNNeck: a shift would only move the ID decision boundary
         self.classifier = nn.Linear(dim, num_ids, bias=False)
@@ -181,7 +155,7 @@ class ReIDModel(nn.Module):
         nn.init.constant_(self.bnneck.bias, 0.0)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        feat = self.backbone((images - self.mean) / self.std).embedding
+        feat = self.backbone(images).embedding  # the backbone normalises [0, 1] input itself
         feat_bn = self.bnneck(feat)
         out = {"feat": feat, "feat_bn": feat_bn}
         if self.training:
@@ -222,13 +196,6 @@ def _num_ids(card: TaskCard) -> int:
     return n
 
 
-def _relative(path: Path, root: Path | None) -> str:
-    p = Path(path)
-    if root is not None and p.is_relative_to(root):
-        return p.relative_to(root).as_posix()
-    return p.as_posix()
-
-
 class ReIDAdapter:
     family = "reid"
     predictions_suffix = ".npz"
@@ -250,13 +217,7 @@ class ReIDAdapter:
             tf = image_transform(_input_size(card), True, float(aug.get("flip", 0.5)), int(aug.get("pad", 10)),
                                  float(aug.get("random_erasing", 0.5)))
             return ReIDDataset(split, tf, labels), split
-        split = read_split(card.dataset.name, which, root)
-        if limit is not None:
-            split = limit_test_split(split, limit)
-        roles = {s.role for s in split.samples}
-        if not {"query", "gallery"} <= roles:
-            raise ValueError(f"{card.dataset.name}/{which}: an evaluation split needs query and gallery "
-                             f"images, found roles {sorted(roles)}")
+        split = EVALUATOR.eval_split(card, root, limit)  # re-scoring and `hcbench score` read the same split
         return ReIDDataset(split, image_transform(_input_size(card), False), [s.pid for s in split.samples]), split
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -304,51 +265,13 @@ class ReIDAdapter:
 
     def write_predictions(self, predictions: list[dict[str, Any]], split: DatasetSplit, card: TaskCard,
                           path: Path) -> Path:
-        from hcbench.results.store import atomic_write_bytes
-
-        by_index = {int(p["index"]): p for p in predictions}
-        root = split_root(split)
-        arrays: dict[str, np.ndarray] = {}
-        for role in ("query", "gallery"):
-            idx = [i for i, s in enumerate(split.samples) if s.role == role]
-            missing = [i for i in idx if i not in by_index]
-            if missing:
-                raise ValueError(f"{card.name}: no prediction for {len(missing)} {role} images "
-                                 f"(first: {split.samples[missing[0]].image})")
-            feats = [np.asarray(torch.as_tensor(by_index[i]["feat"]).float().numpy()) for i in idx]
-            arrays[f"{role}_feats"] = np.stack(feats).astype(np.float32)
-            arrays[f"{role}_pids"] = np.array([split.samples[i].pid for i in idx], np.int64)
-            arrays[f"{role}_camids"] = np.array([split.samples[i].camid for i in idx], np.int64)
-            arrays[f"{role}_names"] = np.array([_relative(split.samples[i].image, root) for i in idx], dtype=str)
-        import io
-
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        path = Path(path)
-        atomic_write_bytes(path, buf.getvalue())
-        return path
+        return EVALUATOR.write(predictions, split, card, path)
 
     def score(self, path: Path, split: DatasetSplit, card: TaskCard) -> dict[str, float]:
-        from hcbench.metrics.reid import evaluate_reid
+        return EVALUATOR.score(path, split, card)
 
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-        need = [f"{r}_{k}" for r in ("query", "gallery") for k in ("feats", "pids", "camids")]
-        absent = [k for k in need if k not in data]
-        if absent:
-            raise ValueError(f"{path}: predictions file lacks {absent}")
-        for role in ("query", "gallery"):  # the identities come from the split, never from the file alone
-            want = np.array([s.pid for s in split.samples if s.role == role], np.int64)
-            cams = np.array([s.camid for s in split.samples if s.role == role], np.int64)
-            if len(want) != len(data[f"{role}_feats"]):
-                raise ValueError(f"{path}: {len(data[f'{role}_feats'])} {role} features for {len(want)} "
-                                 f"{role} images in {split.name}/{split.split}")
-            if not (np.array_equal(want, data[f"{role}_pids"]) and np.array_equal(cams, data[f"{role}_camids"])):
-                raise ValueError(f"{path}: {role} pids/camids differ from {split.name}/{split.split}")
-        m = evaluate_reid(data["query_feats"], data["gallery_feats"], data["query_pids"], data["gallery_pids"],
-                          data["query_camids"], data["gallery_camids"],
-                          metric=str(card.eval.options.get("metric", "cosine")))
-        return {k: float(m[k]) for k in ("mAP", "rank1", "rank5", "rank10", "mINP")}
+
+EVALUATOR = ReIDEvaluator()  # predictions codec + metrics, shared with re-scoring and `hcbench score`
 
 
 def _feature_choice(card: TaskCard) -> str:
@@ -358,4 +281,5 @@ def _feature_choice(card: TaskCard) -> str:
     return f
 
 
-ADAPTERS.add("reid", ReIDAdapter())
+ADAPTER = ReIDAdapter()  # the instance hcbench.families.reid.FAMILY.adapter names
+ADAPTERS.add("reid", ADAPTER)

@@ -1,36 +1,56 @@
 """Reading backbone weights from the checkpoint layouts seen in the field.
 
-Only safe formats: ``.safetensors``, or ``torch.load(weights_only=True)`` (a pickle that
-needs arbitrary code is refused). The state dict is unwrapped from ``state_dict`` /
-``model`` / ``student`` containers, ``module.`` is stripped, and when keys live under a
-``backbone.`` or ``student.`` prefix only those are kept (heads, necks and teachers are
-dropped and reported). OpenMMLab ViT layouts (mmseg/mmdet ``layers.N.ln1``..., mmpose/ViTPose
-``last_norm``) are remapped to timm names. Absolute position embeddings are resampled in 2-D
-to the model's grid.
+Only safe formats: ``.safetensors``, or ``torch.load(weights_only=True)`` whose allow-list is
+widened by exactly one class, ``argparse.Namespace`` (DPAL, SAIP and SOLIDER training
+checkpoints store their arguments in one); a pickle that needs any other code is refused.
+
+Unwrapping: the state dict is taken from ``state_dict`` / ``model`` / ``student`` / ``teacher``
+(a card's ``container`` chooses) containers; ``module.`` is stripped, and when keys live under
+``backbone.`` / ``backbone_module.`` (PATH) / ``base.`` (TransReID) / ``student.`` / ``encoder.``
+only those are kept (heads, necks, teachers are dropped and reported). Pretraining-only keys
+(DPAL/SAIP ``inter_norm.*``, MAE ``decoder_*``/``mask_token``, task heads) are dropped and
+reported. Layouts converted to the model's names: OpenMMLab ViT (mmpretrain/mmseg/Sapiens
+``layers.N.ln1`` ...), ViTPose (``last_norm``) and mmcv Swin (SOLIDER: ``stages.i`` ->
+``layers.i``, patch merging moved to the next stage and its weights reordered from
+``nn.Unfold``'s channel order to the original Swin's). Absolute position tables are resampled
+in 2-D to the model's grid: bicubic without antialias by default, as the releases do.
+Layout detection/conversion lives in :mod:`hcbench.backbones.layouts`, position tables in
+:mod:`hcbench.backbones.posembed`; their public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
+import argparse
 import pickle
 import re
-from dataclasses import dataclass, field
+import zipfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-WRAPPERS = ("state_dict", "model", "student", "module", "model_ema")
-PREFIXES = ("module.", "backbone.", "student.", "encoder.")
+from hcbench.backbones.errors import CheckpointError, CheckpointNotFoundError, PartialLoadWarning  # noqa: F401
+from hcbench.backbones.layouts import (  # noqa: F401  (re-exported: the loader's public names)
+    PREFIXES,
+    _merge_weight,
+    check_architecture,
+    detect_layout,
+    mmcv_swin_to_timm,
+    prepare_state_dict,
+    remap_layout,
+    strip_prefixes,
+)
+from hcbench.backbones.posembed import _grid_for, adapt_pos_embed, grid_for, split_table  # noqa: F401
+from hcbench.io import sha256_file
+
+WRAPPERS = ("state_dict", "model", "student", "module", "model_ema", "teacher")
 # keys of pretraining/fine-tuning heads that are never part of a backbone
 HEAD_PATTERNS = (r"^head\.", r"^fc\.", r"^classifier\.", r"^decoder\.", r"^mask_token$", r"^dpal_", r"^projector\.",
                  r"^pred\.", r"^head_dist\.", r"^keypoint_head\.", r"^decode_head\.", r"^auxiliary_head\.",
-                 r"^neck\.", r"^dino_head\.", r"^teacher\.")
-
-
-class CheckpointError(RuntimeError):
-    pass
+                 r"^neck\.", r"^dino_head\.", r"^teacher\.", r"^inter_norm\.", r"^decoder_", r"^bottleneck\.",
+                 r"^norm\d+\.", r"^avgpool\.", r"^fc_norm\.")
 
 
 @dataclass
@@ -42,10 +62,30 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # in the model, absent from the checkpoint
     unexpected: list[str] = field(default_factory=list)  # in the checkpoint, unknown to the model
     interpolated: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    mismatched: list[str] = field(default_factory=list)  # "key: checkpoint shape vs model shape" (inspect only)
     remapped: str | None = None  # name of a key-layout conversion applied
+    layout: str = "timm"  # the layout detected from the keys
+    strict: bool = True
+
+    @property
+    def resampled(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        return self.interpolated
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.unexpected and not self.mismatched
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: counts and names, for printing and for result records."""
+        d = asdict(self)
+        d["interpolated"] = {k: [list(a), list(b)] for k, (a, b) in self.interpolated.items()}
+        d["counts"] = {"loaded": self.loaded, "dropped": len(self.dropped), "missing": len(self.missing),
+                       "unexpected": len(self.unexpected), "resampled": len(self.interpolated),
+                       "mismatched": len(self.mismatched)}
+        return d
 
     def summary(self) -> str:
-        parts = [f"{self.loaded} tensors loaded from {self.path}"]
+        parts = [f"{self.loaded} tensors loaded from {self.path} (layout {self.layout})"]
         if self.remapped:
             parts.append(f"layout {self.remapped} remapped")
         for k, (a, b) in self.interpolated.items():
@@ -60,37 +100,76 @@ class LoadReport:
 
 
 def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
-def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+# --------------------------------------------------------------------------- reading
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise CheckpointNotFoundError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix in (".safetensors", ".pth", ".pt", ".bin", ".ckpt"))
+        hint = f" (inside: {', '.join(inside[:5])})" if inside else ""
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file; name the weights file itself{hint}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the checkpoint file is empty (0 bytes)")
+
+
+def safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a ``.safetensors`` file, with a clear error for a broken one."""
+    path = Path(path)
+    _check_file(path)
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # SafetensorError, OSError: a truncated/renamed/garbage file
+        raise CheckpointError(_bad_safetensors(path, e)) from None
+
+
+def _bad_safetensors(path: Path, e: Exception) -> str:
+    head = path.read_bytes()[:2] if path.is_file() else b""
+    what = "a pickle (torch.save) renamed .safetensors" if head[:1] == b"\x80" or head == b"PK" else \
+        "not a valid safetensors file (empty, truncated or another format)"
+    return f"{path}: {what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+
+
+def read_state_dict(path: str | Path, container: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Raw tensors (and safetensors metadata) from a checkpoint file, safely."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    _check_file(path)
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        except Exception as e:
+            raise CheckpointError(_bad_safetensors(path, e)) from None
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither torch's zip archive nor a pickle; "
+                              f"a text file named {path.suffix}?)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # training checkpoints of DPAL/SAIP/SOLIDER hold their argparse.Namespace; nothing else is allowed
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path}: refused: the checkpoint is a pickle that needs arbitrary code to load "
             f"(torch.load weights_only=True failed: {str(e).splitlines()[0]}). Re-save it as plain tensors "
             "(torch.save(model.state_dict())) or as .safetensors."
-        ) from e
+        ) from None
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint: {e}") from e
-    return unwrap(obj, path), {}
+        raise CheckpointError(f"{path}: not a readable checkpoint: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return unwrap(obj, path, container), {}
 
 
-def unwrap(obj, path: str | Path = "<checkpoint>") -> dict[str, torch.Tensor]:
+def unwrap(obj, path: str | Path = "<checkpoint>", container: str | None = None) -> dict[str, torch.Tensor]:
+    if container is not None and isinstance(obj, dict) and container in obj:
+        obj = obj[container]
     for _ in range(4):
         if isinstance(obj, dict) and not _is_flat_tensor_dict(obj):
             for key in WRAPPERS:
@@ -103,7 +182,7 @@ def unwrap(obj, path: str | Path = "<checkpoint>") -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise CheckpointError(f"{path}: no tensors found (top-level keys: {sorted(obj)[:10]})")
+        raise CheckpointError(f"{path}: no tensors found (top-level keys: {sorted(map(str, obj))[:10]})")
     return tensors
 
 
@@ -111,118 +190,50 @@ def _is_flat_tensor_dict(d: dict) -> bool:
     return bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
 
 
-def strip_prefixes(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Remove wrapper prefixes; where keys live under ``backbone.``/``student.``, drop the rest."""
-    dropped: list[str] = []
-    changed = True
-    while changed:
-        changed = False
-        for prefix in PREFIXES:
-            inside = [k for k in sd if k.startswith(prefix)]
-            if not inside:
-                continue
-            if prefix != "module." and len(inside) < len(sd):
-                dropped += [k for k in sd if not k.startswith(prefix)]
-            sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-            changed = True
-    return sd, dropped
-
-
-_MM_VIT = [  # OpenMMLab (mmcv/mmseg/mmdet/mmpretrain) VisionTransformer -> timm
-    (r"^patch_embed\.projection\.", "patch_embed.proj."),
-    (r"^layers\.(\d+)\.ln1\.", r"blocks.\1.norm1."),
-    (r"^layers\.(\d+)\.ln2\.", r"blocks.\1.norm2."),
-    (r"^layers\.(\d+)\.attn\.attn\.in_proj_", r"blocks.\1.attn.qkv."),
-    (r"^layers\.(\d+)\.attn\.attn\.out_proj\.", r"blocks.\1.attn.proj."),
-    (r"^layers\.(\d+)\.attn\.qkv\.", r"blocks.\1.attn.qkv."),
-    (r"^layers\.(\d+)\.attn\.proj\.", r"blocks.\1.attn.proj."),
-    (r"^layers\.(\d+)\.ffn\.layers\.0\.0\.", r"blocks.\1.mlp.fc1."),
-    (r"^layers\.(\d+)\.ffn\.layers\.1\.", r"blocks.\1.mlp.fc2."),
-    (r"^ln1\.", "norm."),
-    (r"^pre_norm\.", "norm_pre."),
-]
-
-
-def remap_layout(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str | None]:
-    """Convert OpenMMLab ViT key layouts to timm's, returning the layout's name (or None)."""
-    if any(re.match(r"^layers\.\d+\.ln1\.", k) for k in sd):
-        out = {}
-        for k, v in sd.items():
-            nk = k
-            for pat, rep in _MM_VIT:
-                nk = re.sub(pat, rep, nk)
-            out[nk] = v
-        return out, "openmmlab-vit"
-    if any(k.startswith("last_norm.") for k in sd):  # mmpose ViTPose backbone
-        return {("norm." + k[len("last_norm."):]) if k.startswith("last_norm.") else k: v for k, v in sd.items()}, "vitpose"
-    return sd, None
-
-
-def _grid_for(num: int, target: tuple[int, int], hint: tuple[int, int] | None) -> tuple[int, int] | None:
-    """The (h, w) grid of ``num`` position tokens: the hint, a square, or the factorisation
-    whose aspect ratio is closest to the target grid's."""
-    if hint and hint[0] * hint[1] == num:
-        return hint
-    pairs = [(h, num // h) for h in range(1, num + 1) if num % h == 0]
-    if not pairs:
-        return None
-    want = math.log(target[0] / target[1])
-    return min(pairs, key=lambda p: (abs(math.log(p[0] / p[1]) - want), -min(p)))
-
-
-def adapt_pos_embed(
-    ckpt: torch.Tensor, model_pe: torch.Tensor, model_prefix: int, model_grid: tuple[int, int],
-    hint: tuple[int, int] | None = None,
-) -> torch.Tensor:
-    """Resample a checkpoint's absolute position embedding to the model's grid and prefix count."""
-    from timm.layers import resample_abs_pos_embed
-
-    if ckpt.ndim == 4:  # some repos store B x C x h x w
-        ckpt = ckpt.flatten(2).transpose(1, 2)
-    n = ckpt.shape[1]
-    want_grid_n = model_grid[0] * model_grid[1]
-    for ck_prefix in dict.fromkeys((model_prefix, 1, 0)):
-        grid_n = n - ck_prefix
-        if grid_n <= 0:
-            continue
-        grid = _grid_for(grid_n, model_grid, hint)
-        if grid is not None and (grid_n == want_grid_n or grid[0] > 1 and grid[1] > 1):
-            break
-    else:
-        raise CheckpointError(f"cannot infer the position grid of a {tuple(ckpt.shape)} pos_embed")
-    prefix, patches = ckpt[:, :ck_prefix], ckpt[:, ck_prefix:]
-    if tuple(grid) != tuple(model_grid):
-        patches = resample_abs_pos_embed(patches, list(model_grid), list(grid), num_prefix_tokens=0)
-    if ck_prefix < model_prefix:  # model has a CLS slot the checkpoint lacks: keep the model's init
-        prefix = torch.cat([model_pe[:, : model_prefix - ck_prefix].to(prefix), prefix], 1)
-    elif ck_prefix > model_prefix:
-        prefix = prefix[:, ck_prefix - model_prefix:] if model_prefix else prefix[:, :0]
-    return torch.cat([prefix, patches], 1).to(model_pe.dtype)
-
-
+# --------------------------------------------------------------------------- loading
 def load_into(
     model: nn.Module, path: str | Path, *, strict: bool = True, pos_grid: tuple[int, int] | None = None,
+    container: str | None = None, pos_resize: str = "bicubic", pos_antialias: bool = False,
+    architecture: str | None = None, card_layout: str = "auto", report_mismatch: bool = False,
 ) -> LoadReport:
-    """Load a backbone checkpoint into a :class:`TimmBackbone`-like module (``model.model``)."""
+    """Load a backbone checkpoint into a :class:`Backbone` (timm-wrapped or a release architecture)."""
+    path = Path(path)
     target = getattr(model, "model", model)
-    raw, _meta = read_state_dict(path)
-    report = LoadReport(path=str(path), sha256=file_sha256(path))
-    sd, report.dropped = strip_prefixes(raw)
-    sd, report.remapped = remap_layout(sd)
+    if container is None:
+        rel = getattr(model, "release", None)
+        container = getattr(rel, "container", None)
+    raw, _meta = read_state_dict(path, container)
+    sd, dropped, layout, remapped = prepare_state_dict(raw)
+    report = LoadReport(path=str(path), sha256=file_sha256(path), dropped=dropped, remapped=remapped, layout=layout,
+                        strict=strict)
+    if architecture is not None:
+        check_architecture(architecture, layout, card_layout, sd, path)
+    if "sie_embed" in sd:
+        raise CheckpointError(
+            f"{path}: this TransReID checkpoint has a camera embedding (sie_embed {tuple(sd['sie_embed'].shape)}); "
+            "it needs each image's camera id, which the backbone contract does not carry: not supported. "
+            "Use a checkpoint trained without SIE (TransReID's SIE_CAMERA: False).")
     own = target.state_dict()
     heads = [k for k in sd if k not in own and any(re.match(p, k) for p in HEAD_PATTERNS)]
     report.dropped += heads
     sd = {k: v for k, v in sd.items() if k not in heads}
 
     if "pos_embed" in sd and "pos_embed" in own and sd["pos_embed"].shape != own["pos_embed"].shape:
-        grid = tuple(target.patch_embed.grid_size)
-        prefix = 0 if getattr(target, "no_embed_class", False) else int(getattr(target, "num_prefix_tokens", 1))
         old = tuple(sd["pos_embed"].shape)
-        sd["pos_embed"] = adapt_pos_embed(sd["pos_embed"], own["pos_embed"], prefix, grid, pos_grid)
+        if hasattr(model, "adapt_pos_embed"):
+            sd["pos_embed"] = model.adapt_pos_embed(sd["pos_embed"], pos_grid)
+        else:
+            grid = tuple(target.patch_embed.grid_size)
+            prefix = 0 if getattr(target, "no_embed_class", False) else int(getattr(target, "num_prefix_tokens", 1))
+            sd["pos_embed"] = adapt_pos_embed(sd["pos_embed"], own["pos_embed"], prefix, grid, pos_grid,
+                                              mode=pos_resize, antialias=pos_antialias)
         report.interpolated["pos_embed"] = (old, tuple(sd["pos_embed"].shape))
 
     mismatched = [k for k in sd if k in own and sd[k].shape != own[k].shape]
-    if mismatched:
+    if mismatched and report_mismatch:  # inspect: list them instead of failing
+        report.mismatched = [f"{k}: {list(sd[k].shape)} vs model {list(own[k].shape)}" for k in mismatched]
+        sd = {k: v for k, v in sd.items() if k not in mismatched}
+    elif mismatched:
         detail = ", ".join(f"{k}: {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in mismatched[:5])
         raise CheckpointError(f"{path}: tensors do not fit the architecture ({detail})")
     result = target.load_state_dict(sd, strict=False)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hcbench.normalization import IMAGENET_MEAN, IMAGENET_STD
+
 
 @dataclass
 class Features:
@@ -37,27 +39,63 @@ class FeatureSpec:
 
     embed_dim: int
     stride: int
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
 
 class Backbone(nn.Module):
     """Base class of every registered backbone.
 
-    Subclasses set ``embed_dim``/``stride``, implement ``forward(x) -> Features`` and
-    ``layer_id(param_name) -> int`` (0 = embeddings ... ``num_layers + 1`` = last) for
-    layer-wise learning-rate decay.
+    Input normalisation is defined here, once: ``forward`` takes ``[0, 1]`` RGB images and
+    subtracts/divides by the backbone's own ``pixel_mean``/``pixel_std`` buffers (the statistics
+    its weights were trained with; detectron2 style) before :meth:`forward_features`. Data
+    transforms and adapters therefore never hold mean/std constants. The buffers are not
+    persistent, so state dicts (checkpoints, exports) are unchanged by them.
+
+    Subclasses call ``super().__init__()``, set ``embed_dim``/``stride``, implement
+    ``forward_features(x) -> Features`` (``x`` already normalised) and ``layer_id(param_name) -> int``
+    (0 = embeddings ... ``num_layers + 1`` = last) for layer-wise learning-rate decay. A plugin
+    subclass that overrides ``forward`` instead must normalise with :meth:`normalize` itself.
     """
 
     embed_dim: int
     stride: int
     num_layers: int = 1
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     spec: str = ""
     checkpoint_sha256: str | None = None
 
-    def forward(self, x: torch.Tensor) -> Features:  # pragma: no cover - abstract
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._stats = (IMAGENET_MEAN, IMAGENET_STD)
+        self.load_report = None
+
+    def set_normalization(self, mean: tuple[float, ...] | list[float], std: tuple[float, ...] | list[float]) -> None:
+        """Set the input statistics (``[0, 1]`` units, RGB)."""
+        if len(mean) != 3 or len(std) != 3 or any(float(s) <= 0 for s in std):
+            raise ValueError(f"mean/std must be 3 numbers each (std > 0), got mean={list(mean)} std={list(std)}")
+        self._stats = (tuple(float(m) for m in mean), tuple(float(s) for s in std))
+        with torch.no_grad():
+            self.pixel_mean.copy_(torch.tensor(self._stats[0]).view(1, 3, 1, 1))
+            self.pixel_std.copy_(torch.tensor(self._stats[1]).view(1, 3, 1, 1))
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return self._stats[0]  # type: ignore[return-value]
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self._stats[1]  # type: ignore[return-value]
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``[0, 1]`` images -> this backbone's input statistics."""
+        return (x - self.pixel_mean.to(x.dtype)) / self.pixel_std.to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> Features:
+        return self.forward_features(self.normalize(x))
+
+    def forward_features(self, x: torch.Tensor) -> Features:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def layer_id(self, name: str) -> int:  # pragma: no cover - abstract
@@ -65,4 +103,4 @@ class Backbone(nn.Module):
 
     @property
     def feature_spec(self) -> FeatureSpec:
-        return FeatureSpec(self.embed_dim, self.stride, tuple(self.mean), tuple(self.std))
+        return FeatureSpec(self.embed_dim, self.stride, self.mean, self.std)

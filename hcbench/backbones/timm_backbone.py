@@ -5,6 +5,7 @@ ViT-like models (anything with ``patch_embed`` and prefix tokens) are created wi
 interpolated in 2-D by timm at forward time; the dense map is the final-norm patch-token
 grid and the global embedding the CLS token (mean of patch tokens when the model has none).
 CNNs give their last feature map and its global average. No weights are ever downloaded.
+Inputs are normalised by :class:`Backbone` with ImageNet mean/std unless a card says otherwise.
 """
 
 from __future__ import annotations
@@ -15,13 +16,6 @@ import torch
 from torch import nn
 
 from hcbench.backbones.features import Backbone, Features
-
-
-def _imagenet_stats(model: nn.Module) -> tuple[tuple, tuple]:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
-    std = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
-    return mean, std
 
 
 class TimmBackbone(Backbone):
@@ -35,7 +29,8 @@ class TimmBackbone(Backbone):
         if self.is_vit:
             create_kw.update(img_size=tuple(img_size), dynamic_img_size=True)
         self.model = timm.create_model(name, **create_kw)
-        self.mean, self.std = _imagenet_stats(self.model)
+        # randomly initialised: the field's ImageNet statistics (the Backbone default), never
+        # timm's pretrained_cfg (0.5 for augreg ViTs), which describes weights we do not load
         if self.is_vit:
             self.embed_dim = int(self.model.embed_dim)
             patch = self.model.patch_embed.patch_size
@@ -52,7 +47,7 @@ class TimmBackbone(Backbone):
             self._groups = _group_ids(self.model)
             self.num_layers = max(self._groups.values(), default=0)
 
-    def forward(self, x: torch.Tensor) -> Features:
+    def forward_features(self, x: torch.Tensor) -> Features:
         if not self.is_vit:
             fmap = self.model.forward_features(x)
             return Features(embedding=fmap.mean((2, 3)), dense=fmap, stride=self.stride)

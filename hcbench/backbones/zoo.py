@@ -24,3 +24,7 @@ def _alias_builder(timm_name: str):
 
 for _alias, (_timm, _desc) in _ALIASES.items():
     BACKBONES.add(_alias, _alias_builder(_timm), timm=_timm, description=_desc)
+
+
+# the field's released human-centric architectures (DPAL, SAIP, PATH, SOLIDER, HAP, ViTPose, ...)
+import hcbench.backbones.releases  # noqa: E402,F401

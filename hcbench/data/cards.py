@@ -16,17 +16,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hcbench.data.types import (
-    AttributeMeta,
-    DetectionMeta,
-    Family,
-    KeypointMeta,
-    ParsingMeta,
-    ReIDMeta,
-)
+from hcbench.data.types import Family
+from hcbench.errors import UserError
 
 
-class DatasetCardError(ValueError):
+class DatasetCardError(UserError, ValueError):
     pass
 
 
@@ -80,27 +74,23 @@ class DatasetCard(_M):
 
     @model_validator(mode="after")
     def _family_fields(self) -> DatasetCard:
-        need = {"pose": "keypoints", "parsing": "classes", "attributes": "attributes"}.get(self.family)
-        if need and getattr(self, need) is None:
-            raise ValueError(f"a {self.family} dataset card needs '{need}'")
+        from hcbench.registry import FAMILIES  # families sit above data: reached by name only
+
+        try:
+            fam = FAMILIES.get(self.family)
+        except KeyError as e:  # pydantic reports ValueErrors with the card; a KeyError would escape
+            raise ValueError(str(e)) from None
+        for need in fam.dataset_requires:
+            if getattr(self, need, None) is None:
+                raise ValueError(f"a {self.family} dataset card needs '{need}'")
         return self
 
-    def meta(self) -> KeypointMeta | ParsingMeta | DetectionMeta | ReIDMeta | AttributeMeta:
-        if self.family == "pose":
-            k = self.keypoints
-            assert k is not None
-            return KeypointMeta(self.name, tuple(k.names), tuple(map(tuple, k.flip_pairs)),
-                                tuple(map(tuple, k.skeleton)), tuple(k.sigmas), tuple(k.upper_body),
-                                tuple(k.lower_body))
-        if self.family == "parsing":
-            lm = tuple(sorted(self.label_map.items())) if self.label_map else None
-            return ParsingMeta(self.name, tuple(self.classes or ()), tuple(map(tuple, self.class_flip_pairs)),
-                               label_map=lm)
-        if self.family == "attributes":
-            return AttributeMeta(self.name, tuple(self.attributes or ()))
-        if self.family == "reid":
-            return ReIDMeta(self.name, self.num_cameras or 0)
-        return DetectionMeta(self.name)
+    def meta(self) -> Any:
+        """The family's metadata object for this dataset (``Family.dataset_meta``), e.g. a KeypointMeta."""
+        from hcbench.registry import FAMILIES
+
+        build = FAMILIES.get(self.family).hook("dataset_meta")
+        return build(self) if build is not None else None
 
     def split(self, split: str) -> SplitSpec:
         if split not in self.splits:
@@ -130,12 +120,38 @@ def _all(root: str) -> dict[str, DatasetCard]:
     return {p.stem: load_dataset_card(p) for p in sorted(Path(root).glob("*.yaml"))}
 
 
+# dataset cards that plugins keep outside datasets/ (register_dataset_card)
+_EXTRA: dict[str, DatasetCard] = {}
+
+
+def register_dataset_card(card: str | Path | DatasetCard) -> DatasetCard:
+    """Make a dataset card that lives outside ``datasets/`` known by name (a plugin's own dataset).
+
+    A card of the same name in ``datasets/`` wins only if it is the same card; a different one
+    is an error, so a plugin cannot silently shadow a built-in dataset.
+    """
+    if not isinstance(card, DatasetCard):
+        card = load_dataset_card(card)
+    builtin = _all(str(datasets_dir())).get(card.name)
+    if builtin is not None and builtin != card:
+        raise DatasetCardError(f"dataset card {card.name!r} is already defined in {datasets_dir()}")
+    prev = _EXTRA.get(card.name)
+    if prev is not None and prev != card:
+        raise DatasetCardError(f"dataset card {card.name!r} is already registered (differently)")
+    _EXTRA[card.name] = card
+    return card
+
+
+def _known() -> dict[str, DatasetCard]:
+    return {**_EXTRA, **_all(str(datasets_dir()))}
+
+
 def list_dataset_cards() -> list[DatasetCard]:
-    return list(_all(str(datasets_dir())).values())
+    return [c for _, c in sorted(_known().items())]
 
 
 def get_dataset_card(name: str) -> DatasetCard:
-    cards = _all(str(datasets_dir()))
+    cards = _known()
     if name not in cards:
         close = difflib.get_close_matches(name, list(cards), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(cards))}"
@@ -143,13 +159,25 @@ def get_dataset_card(name: str) -> DatasetCard:
     return cards[name]
 
 
-def dataset_root(name: str, root: str | Path | None = None) -> Path:
-    """``--root`` if given, else ``$HCBENCH_DATA/<name>``."""
+def dataset_root(name: str, root: str | Path | None = None, *, synth_dir: str | Path | None = None) -> Path:
+    """Where dataset ``name`` lives: the one rule every command uses (run, data check, rescoring).
+
+    ``root`` (``--root``) is the dataset's folder, or a folder of datasets when it holds a
+    ``<name>/`` sub-folder; else ``$HCBENCH_DATA/<name>``. A synthetic dataset with no copy under
+    ``$HCBENCH_DATA`` resolves to ``<synth_dir>/<name>`` (default ``./synth_data``), where
+    ``hcbench data synth`` (or ``hcbench run --synth``) writes it.
+    """
     if root is not None:
-        return Path(root)
+        root = Path(root)
+        return root / name if (root / name).is_dir() else root
     base = os.environ.get("HCBENCH_DATA")
+    if base and (Path(base) / name).is_dir():
+        return Path(base) / name
+    if get_dataset_card(name).synthetic:
+        return Path(synth_dir if synth_dir is not None else "synth_data") / name
     if not base:
-        raise DatasetCardError(f"no data root for {name!r}: pass --root DIR or set $HCBENCH_DATA")
+        raise DatasetCardError(f"no data root for {name!r}: pass --root DIR or set $HCBENCH_DATA "
+                               f"(see datasets/{name}.yaml)")
     return Path(base) / name
 
 

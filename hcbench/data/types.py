@@ -10,18 +10,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
-Family = Literal["pose", "parsing", "detection", "reid", "attributes"]
-FAMILIES: tuple[Family, ...] = ("pose", "parsing", "detection", "reid", "attributes")
+from hcbench.errors import UserError, worker_message
+
+# A task family's name. The families are a registry (``hcbench.registry.FAMILIES``), not a closed list.
+Family = str
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError, ValueError):
     """Malformed dataset input. The message names the file and, where known, the record."""
 
-    def __init__(self, path: str | Path, message: str, record: str | int | None = None):
+    def __init__(self, path: str | Path, message: str | None = None, record: str | int | None = None):
+        if message is None:
+            # rebuilt from its text alone: unpickled, or re-raised by torch from a DataLoader
+            # worker (whose text is the worker's traceback: keep its last line, the message)
+            text = worker_message(str(path))
+            self.path, self.record = text.partition(": ")[0], None
+            super().__init__(text)
+            return
         self.path = str(path)
         self.record = record
         where = f"{self.path}" + (f" [record {record}]" if record is not None else "")
@@ -186,7 +195,7 @@ class DatasetSplit(Generic[S]):
     split: str
     family: Family
     samples: list[S]
-    meta: KeypointMeta | ParsingMeta | DetectionMeta | ReIDMeta | AttributeMeta
+    meta: Any  # the family's metadata (KeypointMeta, ParsingMeta, ...; Family.meta_type), or None
     files: list[Path] = field(default_factory=list)
     extra: dict = field(default_factory=dict)  # e.g. {"coco_gt": path} for pose evaluation
 

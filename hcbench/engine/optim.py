@@ -43,6 +43,8 @@ def build_optimizer(model: nn.Module, card: TaskCard) -> torch.optim.Optimizer:
         g["lr"] = card.optim.lr * g["lr_scale"]
     if card.optim.type == "sgd":
         return torch.optim.SGD(groups, lr=card.optim.lr, momentum=card.optim.momentum)
+    if card.optim.type == "adam":
+        return torch.optim.Adam(groups, lr=card.optim.lr, betas=tuple(card.optim.betas))
     return torch.optim.AdamW(groups, lr=card.optim.lr, betas=tuple(card.optim.betas))
 
 

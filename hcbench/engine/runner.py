@@ -1,103 +1,87 @@
 """``hcbench run``: one run = (backbone, card, tier, seed) -> one result record.
 
 The effective configuration of a run (resolved card, backbone, seed, data root, device) is
-written next to its record as ``<card>.config.json``; the record itself is written last and
-atomically, so a record on disk always describes a finished run.
+written next to its record as ``<card>[.<tier>][.s<seed>].config.json`` (layout:
+:mod:`hcbench.results.store`); the record itself is written last and atomically, so a record
+on disk always describes a finished run.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import os
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
-
-import torch
 
 from hcbench import __version__
 from hcbench.adapters.base import get_adapter
 from hcbench.backbones import build_backbone
+from hcbench.backbones.errors import PartialLoadWarning
 from hcbench.backbones.stats import count_params, gflops
-from hcbench.cards import TaskCard, get_card, get_suite, resolve
-from hcbench.data.cards import get_dataset_card
-from hcbench.data.types import DatasetSplit
+from hcbench.cards import TaskCard, get_card, resolve
+from hcbench.data.cards import dataset_root, get_dataset_card
+from hcbench.data.fingerprint import dataset_fingerprint
 from hcbench.engine import distributed as D
+from hcbench.engine.device import device_label, pick_device
 from hcbench.engine.loops import fit, predict_split, seed_everything
 from hcbench.engine.progress import Progress
+from hcbench.engine.spec import RunSpec
+from hcbench.engine.threads import cpu_seconds
+from hcbench.errors import worker_message
+from hcbench.io import atomic_output, atomic_write_json, sha256_file
 from hcbench.results.schema import ResultRecord
 from hcbench.results.store import (
     RecordError,
-    atomic_write_json,
     backbone_dirname,
     read_record,
     record_path,
-    sha256_file,
+    record_stem,
     write_record,
 )
 
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "pycocotools", "faster_coco_eval", "scipy", "pillow")
 
-
-@dataclass
-class RunSpec:
-    backbone: str
-    card: str
-    tier: str = "full"
-    seed: int = 0
-    suite: str = "adhoc"
-    root: Path | None = None
-    out: Path = Path("results")
-    work_dir: Path = Path("runs")
-    synth_dir: Path = Path("synth_data")
-    device: str | None = None
-    force: bool = False
-    train: bool = True  # False: evaluate the untrained model (a chance baseline for tests)
-    checkpoint_every: int | None = None
+__all__ = ["RunSpec", "data_root", "failure_record", "run_one", "run_or_record_failure"]
 
 
-def pick_device(name: str | None) -> torch.device:
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def data_root(dataset: str, root: Path | None, synth_dir: Path) -> Path:
-    """``--root`` (or its ``<dataset>`` sub-folder), else ``$HCBENCH_DATA/<dataset>``; synthetic
-    datasets default to ``<synth_dir>/<dataset>`` and are generated there when missing."""
-    card = get_dataset_card(dataset)
-    if root is not None:
-        return root / dataset if (root / dataset).is_dir() else root
-    env = os.environ.get("HCBENCH_DATA")
-    if env and (Path(env) / dataset).is_dir():
-        return Path(env) / dataset
-    if card.synthetic:
-        target = synth_dir / dataset
-        if not target.is_dir() and D.is_main():
-            from hcbench.synth import write_suite
-
-            print(f"generating the synthetic suite in {synth_dir} (seed 0, smoke size)", file=sys.stderr)
-            write_suite(synth_dir, size="smoke", seed=0)
+def data_root(dataset: str, root: Path | None, synth_dir: Path, progress: Progress | None = None) -> Path:
+    """The dataset's folder by the one rule (:func:`hcbench.data.cards.dataset_root`); a synthetic
+    dataset that resolves into ``synth_dir`` and is missing there is generated first."""
+    path = dataset_root(dataset, root, synth_dir=synth_dir)
+    if get_dataset_card(dataset).synthetic and path == Path(synth_dir) / dataset and not path.is_dir():
+        if D.is_main():
+            generate_synthetic(dataset, Path(synth_dir), progress)
         D.barrier()
-        return target
-    if env:
-        return Path(env) / dataset
-    raise FileNotFoundError(f"no data for {dataset!r}: pass --root DIR or set $HCBENCH_DATA (see datasets/{dataset}.yaml)")
+    return path
 
 
-def dataset_fingerprint(split: DatasetSplit, root: Path) -> str:
-    """sha256 over the split's annotation files and the list of samples it yielded."""
-    h = hashlib.sha256()
-    for f in sorted(Path(p) for p in split.files):
-        h.update(f.name.encode())
-        h.update(sha256_file(f).encode() if f.is_file() else b"-")
-    for s in split.samples:
-        img = Path(getattr(s, "image", ""))
-        h.update(str(img.relative_to(root) if img.is_relative_to(root) else img.name).encode())
-    return "sha256:" + h.hexdigest()
+def generate_synthetic(dataset: str, synth_dir: Path, progress: Progress | None = None) -> Path:
+    """Write one synthetic dataset (seed 0, smoke size) into ``synth_dir`` unless it is there.
+
+    Runs of a ``--jobs N`` pool (or several commands sharing ``--synth``) may all find it missing
+    at once: an exclusive lock on ``<synth_dir>/.generate.lock`` lets one process write it while
+    the others wait, and whoever gets the lock looks again before writing.
+    """
+    import fcntl
+
+    from hcbench.synth import write_suite
+
+    synth_dir.mkdir(parents=True, exist_ok=True)
+    target = synth_dir / dataset
+    with open(synth_dir / ".generate.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not target.is_dir():
+                if progress is not None:
+                    progress.log(f"generating synthetic {dataset} in {synth_dir} (seed 0, smoke size)")
+                write_suite(synth_dir, size="smoke", seed=0, datasets=[dataset])
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return target
 
 
 def git_sha() -> str | None:
@@ -153,51 +137,94 @@ def _fault_injection():
     return on_step
 
 
+def run_identity(spec: RunSpec, card: TaskCard, checkpoint_sha256: str | None) -> dict:
+    """What a training checkpoint must agree on to be resumed by this run."""
+    return {"backbone": spec.backbone, "checkpoint_sha256": checkpoint_sha256, "card": card.name,
+            "card_sha256": card.sha256, "tier": card.tier, "seed": spec.seed}
+
+
+def work_folder(spec: RunSpec, card: TaskCard, identity: dict) -> Path:
+    """``<work_dir>/<suite>/<backbone>/<card>-<tier>-s<seed>-<12 hex of the identity's sha256>``.
+
+    Keyed on the whole identity (backbone spec, checkpoint sha256, card and its sha256, tier,
+    seed): a run never finds another run's ``last.pt`` in its folder, and the checkpoint's own
+    identity check stays as a second guard."""
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    return (spec.work_dir / spec.suite / backbone_dirname(spec.backbone, identity.get("checkpoint_sha256"))
+            / f"{card.name}-{card.tier}-s{spec.seed}-{key}")
+
+
+def _file_sha256(spec: str) -> str | None:
+    """The sha256 of a ``file:`` spec's checkpoint when it can be read (for a failure record's path)."""
+    kind, _, rest = spec.partition(":")
+    path = Path(rest).expanduser()
+    if kind != "file" or not path.is_file():
+        return None
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
+
+
+def spec_record_path(spec: RunSpec, card: TaskCard, checkpoint_sha256: str | None) -> Path:
+    return record_path(spec.out, spec.suite, spec.backbone, card.name, tier=card.tier, seed=spec.seed,
+                       checkpoint_sha256=checkpoint_sha256)
+
+
 def run_one(spec: RunSpec, progress: Progress) -> tuple[ResultRecord, bool]:
     """Run one (backbone, card, tier, seed); returns the record and whether training happened."""
     card: TaskCard = resolve(get_card(spec.card), spec.tier)
     device = pick_device(spec.device)
     seed_everything(spec.seed)
-    backbone = build_backbone(spec.backbone, (card.input.height, card.input.width))
+    with warnings.catch_warnings():  # said below through the progress log, and stored in the record
+        warnings.simplefilter("ignore", PartialLoadWarning)
+        backbone = build_backbone(spec.backbone, (card.input.height, card.input.width))
+    load_report = getattr(backbone, "load_report", None)
+    if load_report is not None:
+        progress.log(f"{'PARTIAL ' if not load_report.complete else ''}backbone load: {load_report.summary()}")
     identity = (backbone.checkpoint_sha256, card.sha256, card.tier, spec.seed)
-    rec_path = record_path(spec.out, spec.suite, spec.backbone, card.name)
+    rec_path = spec_record_path(spec, card, backbone.checkpoint_sha256)
+    stem = record_stem(card.name, card.tier, spec.seed)
     if not spec.force and (old := existing_record(rec_path, identity)) is not None:
         progress.log(f"skip {card.name}: a valid record of this run exists ({rec_path})")
         return old, False
 
     started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     adapter = get_adapter(card.family)
-    root = data_root(card.dataset.name, spec.root, spec.synth_dir)
+    root = data_root(card.dataset.name, spec.root, spec.synth_dir, progress)
     params, flops = count_params(backbone), gflops(backbone, card.input.height, card.input.width)
     model = adapter.build_model(backbone, card)
     eval_ds, split = adapter.build_data(card, root, "eval", limit=card.schedule.eval_limit)
-    work = spec.work_dir / spec.suite / backbone_dirname(spec.backbone) / f"{card.name}-{card.tier}-s{spec.seed}-{card.sha256[:12]}"
+    ident = run_identity(spec, card, backbone.checkpoint_sha256)
+    work = work_folder(spec, card, ident)
     config = {"backbone": spec.backbone, "card": card.model_dump(mode="json"), "card_sha256": card.sha256,
               "seed": spec.seed, "data_root": str(root), "device": str(device), "world_size": D.world_size(),
               "work_dir": str(work), "train": spec.train}
     if D.is_main():
-        atomic_write_json(rec_path.with_name(f"{card.name}.config.json"), config)
+        atomic_write_json(rec_path.with_name(f"{stem}.config.json"), config)
     if spec.train:
         train_ds, _ = adapter.build_data(card, root, "train", limit=card.schedule.train_limit)
         fit(adapter, model, card, train_ds, device=device, seed=spec.seed, work_dir=work, progress=progress,
-            checkpoint_every=spec.checkpoint_every, on_step=_fault_injection())
-    preds = predict_split(adapter, model, card, eval_ds, device=device, progress=progress)
+            checkpoint_every=spec.checkpoint_every, on_step=_fault_injection(),
+            identity=ident,
+            resume="never" if spec.force else "auto", workers=spec.workers)
+    preds = predict_split(adapter, model, card, eval_ds, device=device, progress=progress, workers=spec.workers)
     if not D.is_main():
         return None, spec.train  # type: ignore[return-value]
-    pred_path = rec_path.with_name(f"{card.name}.predictions{adapter.predictions_suffix}")
-    tmp = pred_path.with_name(f".{pred_path.name}.tmp{adapter.predictions_suffix}")
-    adapter.write_predictions(preds, split, card, tmp)
-    os.replace(tmp, pred_path)
+    pred_path = rec_path.with_name(f"{stem}.predictions{adapter.predictions_suffix}")
+    # the temp name keeps the suffix: some codecs (np.savez) append theirs otherwise
+    with atomic_output(pred_path, suffix=f".tmp{adapter.predictions_suffix}") as tmp:
+        adapter.write_predictions(preds, split, card, tmp)
     metrics = adapter.score(pred_path, split, card)
     missing = [m for m in card.eval.metrics if m not in metrics]
     if missing:
         raise RuntimeError(f"adapter {card.family} did not report {missing} for card {card.name}")
-    dev_name = f"cuda:{torch.cuda.get_device_name(device)}" if device.type == "cuda" else "cpu"
     record = ResultRecord.model_validate({
         "schema": "hcbench.result/1",
         "backbone": {"spec": spec.backbone, "checkpoint_sha256": backbone.checkpoint_sha256, "params": params,
-                     "gflops": round(flops, 4)},
+                     "gflops": round(flops, 4),
+                     **({"load": load_report.to_dict()} if load_report is not None else {})},
         "card": {"name": card.name, "version": card.version, "sha256": card.sha256, "tier": card.tier,
                  "family": card.family},
         "dataset": {"name": card.dataset.name, "split": card.dataset.split,
@@ -205,12 +232,24 @@ def run_one(spec: RunSpec, progress: Progress) -> tuple[ResultRecord, bool]:
         "metrics": {m: _defined(metrics[m]) for m in card.eval.metrics},
         "primary": card.eval.primary,
         "run": {"seed": spec.seed, "started": started, "wall_s": round(time.perf_counter() - t0, 2),
-                "device": dev_name, "world_size": D.world_size(), "hcbench": __version__, "git_sha": git_sha(),
+                "cpu_s": round(cpu_seconds() - cpu0, 2), "device": device_label(device),
+                "world_size": D.world_size(), "hcbench": __version__, "git_sha": git_sha(),
                 "packages": package_versions(), "trained": spec.train},
         "predictions": {"file": pred_path.name, "sha256": sha256_file(pred_path)},
     })
     write_record(rec_path, record)
+    progress.log(f"done {card.name} [{card.tier}]: {result_line(record)} in {record.run.wall_s:.0f} s -> {rec_path}")
     return record, spec.train
+
+
+def result_line(record: ResultRecord) -> str:
+    """``PCK 52.7 (primary), AP 5.14, ...``: a finished card's numbers for the run log (x100, as tables show them)."""
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.3g}" if abs(v) <= 1 else f"{v:.4g}"
+
+    first = f"{record.primary} {fmt(record.metrics.get(record.primary))}"
+    rest = [f"{k} {fmt(v)}" for k, v in record.metrics.items() if k != record.primary][:5]
+    return ", ".join([first, *rest])
 
 
 def run_or_record_failure(spec: RunSpec, progress: Progress) -> bool:
@@ -225,14 +264,18 @@ def run_or_record_failure(spec: RunSpec, progress: Progress) -> bool:
 
         if not D.is_main():
             raise
+        msg = worker_message(str(e))  # a DataLoader worker's error carries its traceback as text
         card = resolve(get_card(spec.card), spec.tier)
-        path = record_path(spec.out, spec.suite, spec.backbone, card.name)
-        old = read_record(path) if path.exists() else None
+        path = spec_record_path(spec, card, _file_sha256(spec.backbone))
+        try:
+            old = read_record(path) if path.exists() else None
+        except RecordError:
+            old = None
         if old is not None and old.status == "ok":
-            progress.log(f"FAILED {card.name}: {type(e).__name__}: {e} (the earlier good record is kept)")
+            progress.log(f"FAILED {card.name}: {type(e).__name__}: {msg} (the earlier good record is kept)")
             return False
         write_record(path, failure_record(spec, card, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}"))
-        progress.log(f"FAILED {card.name}: {type(e).__name__}: {e} (failure record {path})")
+        progress.log(f"FAILED {card.name}: {type(e).__name__}: {msg} (failure record {path})")
         return False
 
 
@@ -249,30 +292,3 @@ def failure_record(spec: RunSpec, card: TaskCard, error: str) -> ResultRecord:
                 "world_size": D.world_size(), "hcbench": __version__, "git_sha": git_sha(),
                 "packages": package_versions()},
     })
-
-
-def run_from_args(args) -> int:
-    suite = get_suite(args.suite) if args.suite else None
-    cards = suite.cards if suite else args.card
-    tier = args.tier or (suite.tier if suite else "full")
-    for name in cards:  # fail before any training on a typo
-        get_card(name)
-    device = pick_device(args.device)
-    D.init(device.type)
-    progress = Progress(plain=True if args.quiet else None)
-    specs = [RunSpec(backbone=args.backbone, card=c, tier=tier, seed=args.seed, suite=args.suite or "adhoc",
-                     root=args.root, out=args.out, work_dir=args.work_dir, synth_dir=args.synth or Path("synth_data"),
-                     device=args.device, force=args.force, checkpoint_every=args.checkpoint_every) for c in cards]
-    if args.executor != "local" or args.jobs > 1:
-        from hcbench.engine.executors import run_specs
-
-        failures = run_specs(specs, args)
-    else:
-        failures = sum(not run_or_record_failure(spec, progress) for spec in specs)
-    progress.close()
-    if D.is_main() and not args.no_leaderboard:
-        from hcbench.results.leaderboard import leaderboard_frame, render
-
-        board = leaderboard_frame(args.out, suite=args.suite or "adhoc", tier=tier)
-        print(render(board, "table", tty=sys.stdout.isatty()))
-    return 1 if failures else 0

@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "SIGMAS": "pose", "keypoint_ap": "pose", "pckh": "pose",
+    "SIGMAS": "pose", "keypoint_ap": "pose", "pckh": "pose", "evaluate_oks": "oks",
     "ConfusionMatrix": "parsing", "parsing_metrics": "parsing",
     "crowdhuman_eval": "detection", "citypersons_mr": "detection",
     "evaluate_reid": "reid",

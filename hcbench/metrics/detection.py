@@ -27,6 +27,15 @@ point. (Where even the first detection exceeds a reference point the official co
 recall through a negative index; here the miss rate there is 1, what the definition says. The two
 agree whenever the split has >= 100 images or the top detection is a true positive.)
 
+Speed: per image the IoU/IoA matrices are computed once and reduced to the pairs above the
+threshold; the greedy matching runs for all images at once in lockstep over detection rank, and
+each JI threshold only cuts the same pairs to its kept detections (a score-sorted prefix), so
+the assignment problem is solved once per distinct prefix, and only where detections or persons
+share pairs. The numbers are those of the per-detection loop (tested against it).
+
+CityPersons box areas are ``w * h`` of the [x, y, w, h] boxes, as the official ``COCOeval.iou``
+takes them (not the corner difference, whose rounding can decide an IoA of exactly 0.5).
+
 All metrics are fractions (MR⁻² in [0, 1], lower is better). A setting without ground truth gives
 -1, as the reference code does.
 """
@@ -134,13 +143,15 @@ def _clip(b: np.ndarray, width: int, height: int) -> np.ndarray:
     return b
 
 
-def _overlaps(d: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(IoU, intersection / area of d) between [x1,y1,x2,y2] rows of d and g."""
+def _overlaps(d: np.ndarray, g: np.ndarray, d_area: np.ndarray | None = None,
+              g_area: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(IoU, intersection / area of d) between [x1,y1,x2,y2] rows of d and g; box areas from the
+    corners unless given (CityPersons' official code takes them as w * h of the [x, y, w, h] boxes)."""
     iw = np.minimum(d[:, None, 2], g[None, :, 2]) - np.maximum(d[:, None, 0], g[None, :, 0])
     ih = np.minimum(d[:, None, 3], g[None, :, 3]) - np.maximum(d[:, None, 1], g[None, :, 1])
     inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    da = ((d[:, 2] - d[:, 0]) * (d[:, 3] - d[:, 1]))[:, None]
-    ga = ((g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1]))[None, :]
+    da = ((d[:, 2] - d[:, 0]) * (d[:, 3] - d[:, 1]) if d_area is None else d_area)[:, None]
+    ga = ((g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1]) if g_area is None else g_area)[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.nan_to_num(inter / (da + ga - inter))
         ioa = np.nan_to_num(inter / da)
@@ -148,49 +159,87 @@ def _overlaps(d: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- CrowdHuman
-def _crowdhuman_match(dt: np.ndarray, persons: np.ndarray, ignores: np.ndarray, thr: float) -> np.ndarray:
-    """Per detection (already sorted by score): 1 TP, 0 FP, -1 dropped on an ignore region."""
-    label = np.zeros(len(dt), dtype=np.int64)
-    if len(dt) == 0:
-        return label
-    iou_p, _ = _overlaps(dt, persons) if len(persons) else (np.zeros((len(dt), 0)), None)
-    _, ioa_i = _overlaps(dt, ignores) if len(ignores) else (None, np.zeros((len(dt), 0)))
-    matched = np.zeros(len(persons), dtype=bool)
-    for i in range(len(dt)):
-        cand = np.where(matched, -1.0, iou_p[i])
-        j = int(np.argmax(cand)) if len(cand) else -1
-        if j >= 0 and cand[j] > thr:
-            matched[j] = True
-            label[i] = 1
-        elif (ioa_i[i] > thr).any():
-            label[i] = -1
-    return label
+class _Edges:
+    """Per image, computed once: the (detection, person) pairs with IoU above the threshold, and
+    which detections / persons lie on an ignore region (IoA above it). AP, MR-2 and every JI
+    threshold read these; nothing is recomputed per threshold."""
+
+    def __init__(self) -> None:
+        self.det: list[np.ndarray] = []  # global detection index (images' detections concatenated)
+        self.gt: list[np.ndarray] = []  # global person index
+        self.iou: list[np.ndarray] = []
+
+    def add(self, det: np.ndarray, gt: np.ndarray, iou: np.ndarray) -> None:
+        self.det.append(det)
+        self.gt.append(gt)
+        self.iou.append(iou)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def cat(xs: list[np.ndarray], dtype: type) -> np.ndarray:
+            return np.concatenate(xs) if xs else np.zeros(0, dtype)
+
+        return cat(self.det, np.int64), cat(self.gt, np.int64), cat(self.iou, np.float64)
 
 
-def _ji_image(dt: np.ndarray, persons: np.ndarray, ignores: np.ndarray, thr: float) -> tuple[float, int, int]:
-    from scipy.optimize import linear_sum_assignment
+def _greedy_match(rank: np.ndarray, e_det: np.ndarray, e_gt: np.ndarray, e_iou: np.ndarray,
+                  n_det: int, n_gt: int) -> np.ndarray:
+    """The toolkit's per-image rule for all images at once: detections in score order each take the
+    unmatched person of highest IoU (the first on ties) among their edges. Runs in lockstep over
+    the detections' rank within their image; images never share persons, so one step serves all."""
+    matched_det = np.zeros(n_det, dtype=bool)
+    if len(e_det) == 0:
+        return matched_det
+    taken = np.zeros(n_gt, dtype=bool)
+    # edges by (rank, detection, IoU descending, person index): the first free edge is the choice
+    order = np.lexsort((e_gt, -e_iou, e_det, rank[e_det]))
+    e_det, e_gt, e_rank = e_det[order], e_gt[order], rank[e_det[order]]
+    bounds = np.flatnonzero(np.diff(e_rank)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(e_det)], strict=True):
+        d, g = e_det[lo:hi], e_gt[lo:hi]
+        free = ~taken[g]
+        d, g = d[free], g[free]
+        if len(d) == 0:
+            continue
+        first = np.r_[True, d[1:] != d[:-1]]
+        taken[g[first]] = True
+        matched_det[d[first]] = True
+    return matched_det
 
-    k = 0
-    dt_left = np.ones(len(dt), dtype=bool)
-    gt_left = np.ones(len(persons), dtype=bool)
-    if len(dt) and len(persons):
-        iou, _ = _overlaps(dt, persons)
-        w = np.where(iou > thr, iou, 0.0)
-        # maximum-weight matching (CrowdDet's maxWeightMatching); zero-weight pairs are no edge
-        rows, cols = linear_sum_assignment(w, maximize=True)
-        ok = w[rows, cols] > 0
-        k = int(ok.sum())
-        dt_left[rows[ok]] = False
-        gt_left[cols[ok]] = False
-    ign_dt = ign_gt = 0
-    if len(ignores):
-        if dt_left.any():
-            ign_dt = int((_overlaps(dt[dt_left], ignores)[1].max(1) > thr).sum())
-        if gt_left.any():
-            ign_gt = int((_overlaps(persons[gt_left], ignores)[1].max(1) > thr).sum())
-    m = len(persons) - ign_gt
-    n = len(dt) - ign_dt
-    return k / (m + n - k + _JI_EPS), m, n
+
+class _JiImage:
+    """One image's matching problem for JI: its edges (sorted by detection, i.e. by score rank) in
+    compact row/column numbering, computed once and cut to each threshold's kept detections."""
+
+    def __init__(self, li: np.ndarray, lj: np.ndarray, w: np.ndarray, d_ig: np.ndarray, g_ig: np.ndarray,
+                 score: np.ndarray, n_persons: int):
+        self.li, self.w, self.score, self.n_persons = li, w, score, n_persons
+        self.row = np.r_[0, np.cumsum(li[1:] != li[:-1])] if len(li) else np.zeros(0, np.int64)
+        self.col_ids, self.col = np.unique(lj, return_inverse=True)
+        first = np.full(len(self.col_ids), len(lj))
+        np.minimum.at(first, self.col, np.arange(len(lj)))
+        self.col_first = np.sort(first)  # edge position where each person first appears
+        self.d_ig, self.g_ig = d_ig, g_ig
+        self.row_ig = d_ig[li[np.r_[True, li[1:] != li[:-1]]]] if len(li) else np.zeros(0, bool)
+        self.col_ig = g_ig[self.col_ids]
+
+    def counts(self, n_keep: int) -> tuple[int, int, int]:
+        """(k, ignored matched detections, ignored matched persons) of the maximum-weight matching
+        (CrowdDet's maxWeightMatching on the IoU-above-threshold edges) of the ``n_keep`` highest-
+        scoring detections."""
+        cut = int(np.searchsorted(self.li, n_keep))
+        if cut == 0:
+            return 0, 0, 0
+        n_rows = int(self.row[cut - 1]) + 1
+        n_cols = int(np.searchsorted(self.col_first, cut))
+        if n_rows == cut and n_cols == cut:  # no detection or person shares an edge: all of them match
+            return cut, int(self.row_ig[:n_rows].sum()), int(self.col_ig[self.col[:cut]].sum())
+        from scipy.optimize import linear_sum_assignment
+
+        mat = np.zeros((n_rows, len(self.col_ids)))
+        mat[self.row[:cut], self.col[:cut]] = self.w[:cut]
+        rows, cols = linear_sum_assignment(mat, maximize=True)
+        ok = mat[rows, cols] > 0
+        return int(ok.sum()), int(self.row_ig[rows[ok]].sum()), int(self.col_ig[cols[ok]].sum())
 
 
 def crowdhuman_eval(gts: Sequence[Any], dets: Mapping[Any, Any], iou: float = 0.5) -> dict[str, float]:
@@ -202,51 +251,89 @@ def crowdhuman_eval(gts: Sequence[Any], dets: Mapping[Any, Any], iou: float = 0.
     """
     images = _images(gts)
     det_map = _dets(dets, images)
-    labels, scores = [], []
-    n_gt = 0
-    per_image = []
+    edges = _Edges()
+    scores, ranks, dt_ign = [], [], []
+    ji_images = []  # per image: local edges, ignore flags, scores
+    n_det = n_gt = 0
     for im in images:
         persons = _clip(_xyxy(im.full_xywh), im.width, im.height)
         ignores = _clip(_xyxy(im.ignore_xywh), im.width, im.height)
         d = det_map.get(im.image_id, np.zeros((0, 5)))
         d = d[np.argsort(-d[:, 4], kind="stable")]
         dxy = _clip(_xyxy(d), im.width, im.height)
-        lab = _crowdhuman_match(dxy, persons, ignores, iou)
-        keep = lab >= 0
-        labels.append(lab[keep])
-        scores.append(d[keep, 4])
+        n_p = len(persons)
+        if len(dxy) and (n_p or len(ignores)):  # one overlap call against persons and ignores
+            ov_iou, ov_ioa = _overlaps(dxy, np.concatenate([persons, ignores]))
+            li, lj = np.nonzero(ov_iou[:, :n_p] > iou)  # row-major: sorted by detection
+            w = ov_iou[li, lj]
+            d_ig = (ov_ioa[:, n_p:] > iou).any(1)
+        else:
+            li = lj = np.zeros(0, np.int64)
+            w = np.zeros(0)
+            d_ig = np.zeros(len(dxy), bool)
+        if len(ignores) and n_p:
+            g_ig = (_overlaps(persons, ignores)[1] > iou).any(1)
+        else:
+            g_ig = np.zeros(n_p, bool)
+        edges.add(li + n_det, lj + n_gt, w)
+        scores.append(d[:, 4])
+        ranks.append(np.arange(len(d)))
+        dt_ign.append(d_ig)
+        ji_images.append(_JiImage(li, lj, w, d_ig, g_ig, d[:, 4], n_p))
+        n_det += len(d)
         n_gt += len(persons)
-        per_image.append((dxy, d[:, 4], persons, ignores))
     if n_gt == 0:
         return {"AP": -1.0, "MR-2": -1.0, "JI": -1.0}
-    lab = np.concatenate(labels)
-    sc = np.concatenate(scores)
-    lab = lab[np.argsort(-sc, kind="stable")]
-    tp = np.cumsum(lab == 1)
-    fp = np.cumsum(lab == 0)
-    recall = tp / n_gt
-    precision = tp / np.maximum(tp + fp, 1)
+    score = np.concatenate(scores) if scores else np.zeros(0)
+    rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+    ign = np.concatenate(dt_ign) if dt_ign else np.zeros(0, bool)
+    tp = _greedy_match(rank, *edges.arrays(), n_det, n_gt)
+    label = np.where(tp, 1, np.where(ign, -1, 0))
+    keep = label >= 0
+    lab = label[keep][np.argsort(-score[keep], kind="stable")]
+    tp_c = np.cumsum(lab == 1)
+    fp_c = np.cumsum(lab == 0)
+    recall = tp_c / n_gt
+    precision = tp_c / np.maximum(tp_c + fp_c, 1)
     ap = float(np.sum(np.diff(recall) * (precision[1:] + precision[:-1]) / 2)) if len(lab) > 1 else 0.0
 
     if len(lab) == 0:
         mr = 1.0
     else:
-        fppi = fp / len(images)
+        fppi = fp_c / len(images)
         idx = [int(np.argmax(fppi >= r)) if (fppi >= r).any() else len(fppi) - 1 for r in CROWDHUMAN_FPPI_REF]
         miss = 1.0 - recall[idx]
         with np.errstate(divide="ignore"):
             mr = float(np.exp(np.mean(np.log(miss))))
+    return {"AP": ap, "MR-2": mr, "JI": _ji(ji_images)}
 
-    best_ji = 0.0
-    for t in range(10):
-        thr = 0.1 * t
-        total, counted = 0.0, 0
-        for dxy, s, persons, ignores in per_image:
-            ratio, m, n = _ji_image(dxy[s > thr], persons, ignores, iou)
-            total += ratio
-            counted += (m != 0 or n != 0)
-        best_ji = max(best_ji, total / counted if counted else 0.0)
-    return {"AP": ap, "MR-2": mr, "JI": float(best_ji)}
+
+def _ji(ji_images: list[_JiImage]) -> float:
+    """Best over the score thresholds 0.0 .. 0.9 of the mean per-image Jaccard index."""
+    thresholds = np.array([0.1 * t for t in range(10)])
+    ratios = np.zeros((len(thresholds), len(ji_images)))
+    counted = np.zeros((len(thresholds), len(ji_images)), dtype=bool)
+    for i, im in enumerate(ji_images):
+        n_keep = np.searchsorted(-im.score, -thresholds, side="left")  # score > thr: a prefix
+        ign_kept = np.r_[0, np.cumsum(im.d_ig)][n_keep]
+        g_ig_total = int(im.g_ig.sum())
+        cache: dict[int, tuple[int, int, int]] = {}
+        for t, nk in enumerate(n_keep.tolist()):
+            n_edge = int(np.searchsorted(im.li, nk))  # the same edges give the same matching
+            if n_edge not in cache:
+                cache[n_edge] = im.counts(nk)
+            k, k_dig, k_gig = cache[n_edge]
+            m = im.n_persons - (g_ig_total - k_gig)  # unmatched persons on an ignore region leave
+            n = nk - (int(ign_kept[t]) - k_dig)  # unmatched detections on one leave
+            ratios[t, i] = k / (m + n - k + _JI_EPS)
+            counted[t, i] = m != 0 or n != 0
+    best = 0.0
+    for t in range(len(thresholds)):
+        # summed image by image, in order (the reference accumulates one float at a time)
+        total = float(np.cumsum(ratios[t])[-1]) if len(ji_images) else 0.0
+        c = int(counted[t].sum())
+        best = max(best, total / c if c else 0.0)
+    return float(best)
 
 
 # --------------------------------------------------------------------------- CityPersons
@@ -282,7 +369,10 @@ def citypersons_mr(gts: Sequence[Any], dets: Mapping[Any, Any], setup: str = "re
         d = d[(d[:, 3] >= h0 / 1.25) & (d[:, 3] < h1 * 1.25)]
         if len(d) == 0:
             continue
-        ov_iou, ov_ioa = _overlaps(_xyxy(d), _xyxy(gt)) if len(gt) else (np.zeros((len(d), 0)),) * 2
+        # areas as the official COCOeval.iou takes them: w * h, not (x2 - x1) * (y2 - y1), whose
+        # rounding can decide an overlap of exactly 0.5 the other way
+        ov_iou, ov_ioa = (_overlaps(_xyxy(d), _xyxy(gt), d[:, 2] * d[:, 3], gt[:, 2] * gt[:, 3]) if len(gt)
+                          else (np.zeros((len(d), 0)),) * 2)
         ov = np.where(g_ign[None, :], ov_ioa, ov_iou)  # ignored ground truth is matched by IoA
         matched = np.zeros(len(gt), dtype=bool)
         is_tp = np.zeros(len(d), dtype=bool)

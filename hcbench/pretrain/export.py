@@ -21,6 +21,8 @@ import torch
 import yaml
 
 from hcbench.backbones.features import Backbone
+from hcbench.errors import ConfigError, InputNotFoundError
+from hcbench.io import atomic_write_bytes, atomic_write_text, sha256_file
 
 
 def architecture_of(spec: str) -> str:
@@ -53,23 +55,23 @@ def export_student(backbone: Backbone, name: str, *, architecture: str, info: di
 
     from hcbench import __version__
     from hcbench.backbones import students_dir
-    from hcbench.backbones.checkpoint import file_sha256
-    from hcbench.results.store import atomic_write_bytes, atomic_write_text
 
     if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"--name {name!r}: use a plain folder name (letters, digits, -, _)")
+        raise ConfigError(f"--name {name!r}: use a plain folder name (letters, digits, -, _)")
     if architecture.startswith(("file:", "student:")):
-        raise ValueError(f"architecture must be an alias or timm:<name>, not {architecture!r}")
+        raise ConfigError(f"architecture must be an alias or timm:<name>, not {architecture!r}")
     folder = Path(root) if root is not None else students_dir()
     folder = folder / name
     weights = folder / "backbone.safetensors"
     atomic_write_bytes(weights, save(backbone_state(backbone), metadata={"hcbench.architecture": architecture}))
     card: dict[str, Any] = {"architecture": architecture}
+    # the statistics the weights were trained with travel with them (the alias default may change)
+    card.update(mean=[float(v) for v in backbone.mean], std=[float(v) for v in backbone.std])
     grid = position_grid(backbone)
     if grid is not None:
         card["pos_grid"] = grid
     card.update(info or {})
-    card.update({"weights_sha256": file_sha256(weights), "hcbench": __version__,
+    card.update({"weights_sha256": sha256_file(weights), "hcbench": __version__,
                  "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
     atomic_write_text(folder / "card.yaml", yaml.safe_dump(_plain(card), sort_keys=False))
     return folder
@@ -83,25 +85,25 @@ def export_finetuned(record_path: str | Path, name: str, *, root: str | Path | N
     card's input size and loaded strictly, so a mismatch fails here rather than at use.
     """
     from hcbench.backbones import build_backbone
-    from hcbench.backbones.checkpoint import file_sha256
+    from hcbench.engine.checkpoint import read_checkpoint
     from hcbench.results.store import read_record
 
     record_path = Path(record_path)
     record = read_record(record_path)
     trained = getattr(record.run, "trained", True)
     if record.status != "ok" or not trained:
-        raise ValueError(f"{record_path}: only a successful trained run can be exported "
+        raise ConfigError(f"{record_path}: only a successful trained run can be exported "
                          f"(status={record.status}, trained={trained})")
-    config_path = record_path.with_name(f"{record.card.name}.config.json")
+    config_path = record_path.with_name(f"{record_path.stem}.config.json")  # <card>[.<tier>][.s<seed>]
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path}: the run's config is missing (written by `hcbench run`)")
+        raise InputNotFoundError(f"{config_path}: the run's config is missing (written by `hcbench run`)")
     config = json.loads(config_path.read_text())
     if config.get("card_sha256") != record.card.sha256:
-        raise ValueError(f"{config_path}: belongs to another run of {record.card.name} (card sha256 differs)")
+        raise ConfigError(f"{config_path}: belongs to another run of {record.card.name} (card sha256 differs)")
     ckpt = Path(config["work_dir"]) / "last.pt"
     if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: the run's final checkpoint is missing (was its work dir deleted?)")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        raise InputNotFoundError(f"{ckpt}: the run's final checkpoint is missing (was its work dir deleted?)")
+    state = read_checkpoint(ckpt)
     weights = {k[len("backbone."):]: v for k, v in state["model"].items() if k.startswith("backbone.")}
     size = (int(config["card"]["input"]["height"]), int(config["card"]["input"]["width"]))
     spec = str(config["backbone"])
@@ -109,7 +111,7 @@ def export_finetuned(record_path: str | Path, name: str, *, root: str | Path | N
     backbone.load_state_dict(weights, strict=True)
     info = {"method": "finetune", "source": {"backbone": spec, "card": record.card.name, "tier": record.card.tier,
                                             "card_sha256": record.card.sha256, "seed": record.run.seed,
-                                            "metrics": record.metrics, "checkpoint_sha256": file_sha256(ckpt)}}
+                                            "metrics": record.metrics, "checkpoint_sha256": sha256_file(ckpt)}}
     return export_student(backbone, name, architecture=architecture_of(spec), info=info, root=root)
 
 

@@ -8,26 +8,29 @@ buffers, optimizer, scheduler, epoch, step; written atomically at every epoch en
 order by (seed, epoch) and the model's own randomness by (seed, rank, step), so a resumed run
 repeats the batches the uninterrupted run would have seen. Launch with ``torchrun`` for data
 parallelism (the same launcher as fine-tuning); ``--batch-size`` is the global batch.
+
+The training loop, checkpoint format, resume path and mixed precision are the engine's
+(:func:`hcbench.engine.loops.train_loop`); a method contributes its step function (its
+``forward``) and its ``after_step`` (EMA updates).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from hcbench.engine import distributed as D
-from hcbench.engine.loops import SeededDataset, _derive, num_workers, seed_everything
+from hcbench.engine.device import pick_device
+from hcbench.engine.loops import TrainLoop, TrainState, random_order, seed_everything, train_loop
 from hcbench.engine.progress import Progress
+from hcbench.errors import ConfigError, ResumeError
+from hcbench.io import atomic_write_json
 from hcbench.pretrain import get_method
 from hcbench.pretrain.base import PretrainMethod
 from hcbench.pretrain.export import architecture_of, export_student
@@ -87,14 +90,6 @@ def lr_factor(step: int, total: int, warmup: float, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(step - warm, span) / span))
 
 
-def pick_device(name: str | None) -> torch.device:
-    if name:
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
-
-
 def build_method(cfg: PretrainConfig, views: ViewConfig) -> PretrainMethod:
     """Student, teacher and method, initialised from ``cfg.seed`` (a resumed run rebuilds the
     same random teacher when the teacher spec carries no weights)."""
@@ -102,7 +97,7 @@ def build_method(cfg: PretrainConfig, views: ViewConfig) -> PretrainMethod:
 
     cls = get_method(cfg.method)
     if cls.needs_teacher and not cfg.teacher:
-        raise ValueError(f"pretrain {cfg.method}: --teacher SPEC is required (e.g. file:path/to/path_b.pth)")
+        raise ConfigError(f"pretrain {cfg.method}: --teacher SPEC is required (e.g. file:path/to/path_b.pth)")
     seed_everything(cfg.seed)
     teacher = build_backbone(cfg.teacher, views.global_size) if cfg.teacher and cls.needs_teacher else None
     student = build_backbone(cfg.student, views.global_size)
@@ -110,35 +105,17 @@ def build_method(cfg: PretrainConfig, views: ViewConfig) -> PretrainMethod:
     return cls(student, teacher, options)
 
 
-def _save(path: Path, method: PretrainMethod, optimizer, scheduler, *, epoch: int, step: int,
-          identity: dict, losses: dict | None) -> None:
-    from hcbench.results.store import atomic_write_bytes
-
-    buf = io.BytesIO()
-    torch.save({"method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
-                "identity": json.dumps(identity), "losses": losses or {}}, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _resume(path: Path, method: PretrainMethod, optimizer, scheduler, identity: dict) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    saved = json.loads(state.get("identity", "{}"))
-    diff = [k for k in IDENTITY if saved.get(k) != identity.get(k)]
-    if diff:
-        detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {identity.get(k)!r}" for k in diff)
-        raise ValueError(f"{path}: cannot resume, the run differs ({detail}); use another --name or --work-dir")
-    method.load_state_dict(state["method"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return state
-
-
 class _Log:
     """Append-only JSON lines on rank 0 (one per step), flushed so a kill loses at most a line."""
 
     def __init__(self, path: Path):
-        self.f = open(path, "a", encoding="utf-8") if D.is_main() else None
+        self.path, self.f = path, None
+
+    def open(self, fresh: bool) -> None:
+        """Start the file (``fresh``: a run from step 0 drops an earlier attempt's lines) or append."""
+        if D.is_main():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.f = open(self.path, "w" if fresh else "a", encoding="utf-8")
 
     def write(self, **row: Any) -> None:
         if self.f is not None:
@@ -157,7 +134,7 @@ def pretrain(cfg: PretrainConfig, progress: Progress | None = None) -> Path:
     device = pick_device(cfg.device)
     D.init(device.type)
     own_progress = progress is None
-    progress = progress or Progress()
+    progress = progress or Progress(enabled=False)
     try:
         method = build_method(cfg, views).to(device)
         if cfg.teacher and not cls.needs_teacher:
@@ -181,21 +158,18 @@ def pretrain(cfg: PretrainConfig, progress: Progress | None = None) -> Path:
 
 def _train(cfg: PretrainConfig, method: PretrainMethod, views: ViewConfig, device: torch.device, info: dict,
            progress: Progress) -> Path:
-    from hcbench.results.store import atomic_write_json
-
-    world, rank = D.world_size(), D.rank()
+    world = D.world_size()
     if cfg.batch_size % world:
-        raise ValueError(f"--batch-size {cfg.batch_size} is not divisible by the world size {world}")
-    local_bs = cfg.batch_size // world
+        raise ConfigError(f"--batch-size {cfg.batch_size} is not divisible by the world size {world}")
     images = list_images(cfg.images)
     dataset = MultiViewDataset(images, views, backgrounds=list_images(cfg.backgrounds) if cfg.backgrounds else None,
                                multi_person=list_images(cfg.multi_person) if cfg.multi_person else None)
     iters_per_epoch = len(dataset) // cfg.batch_size
     if iters_per_epoch == 0:
-        raise ValueError(f"--images {cfg.images}: {len(dataset)} images, fewer than one batch of {cfg.batch_size}")
+        raise ConfigError(f"--images {cfg.images}: {len(dataset)} images, fewer than one batch of {cfg.batch_size}")
     total = cfg.epochs * iters_per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * iters_per_epoch)
     if total <= 0:
-        raise ValueError(f"nothing to train: {cfg.epochs} epochs x {iters_per_epoch} steps")
+        raise ConfigError(f"nothing to train: {cfg.epochs} epochs x {iters_per_epoch} steps")
 
     optimizer = torch.optim.AdamW(method.param_groups(cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas))
     min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
@@ -203,83 +177,42 @@ def _train(cfg: PretrainConfig, method: PretrainMethod, views: ViewConfig, devic
     run_dir = cfg.work_dir / cfg.name
     ckpt = run_dir / "last.pt"
     identity = cfg.identity(views)
-    step = 0
     log_path = run_dir / "log.jsonl"
     if ckpt.exists() and not cfg.resume:
-        raise ValueError(f"{ckpt} exists: pass --resume to continue that run, or choose another --name/--work-dir")
-    if ckpt.exists():
-        state = _resume(ckpt, method, optimizer, scheduler, identity)
-        step = int(state["step"])
-        progress.log(f"resumed {cfg.method} {cfg.name} from {ckpt} at step {step}/{total}")
-    elif cfg.resume:
+        raise ResumeError(f"{ckpt} exists: pass --resume to continue that run, or choose another --name/--work-dir")
+    if cfg.resume and not ckpt.exists():
         progress.log(f"no checkpoint at {ckpt}; starting {cfg.name} from scratch")
-    if D.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", {**info, "identity": identity, "epochs": cfg.epochs,
-                                                    "batch_size": cfg.batch_size, "lr": cfg.lr,
-                                                    "weight_decay": cfg.weight_decay, "betas": list(cfg.betas),
-                                                    "warmup": cfg.warmup, "total_steps": total,
-                                                    "images_count": len(dataset)})
-        if not step:
-            log_path.unlink(missing_ok=True)
+    loop = TrainLoop(name=f"{cfg.method} {cfg.name}", label=f"pretrain {cfg.method} {cfg.name}", total=total,
+                     iters_per_epoch=iters_per_epoch, global_batch=cfg.batch_size, seed=cfg.seed, checkpoint=ckpt,
+                     identity=identity, resume="strict", checkpoint_every=cfg.checkpoint_every,
+                     clip_grad=cfg.clip_grad, workers=cfg.workers, lr_group=0)
     log = _Log(log_path)
-    log.write(event="resume" if step else "start", step=step, total=total, world_size=world)
 
-    data = SeededDataset(dataset, cfg.seed)
+    def start(state: TrainState) -> None:
+        if D.is_main():
+            atomic_write_json(run_dir / "config.json", {**info, "identity": identity, "epochs": cfg.epochs,
+                                                        "batch_size": cfg.batch_size, "lr": cfg.lr,
+                                                        "weight_decay": cfg.weight_decay, "betas": list(cfg.betas),
+                                                        "warmup": cfg.warmup, "total_steps": total,
+                                                        "images_count": len(dataset)})
+        log.open(fresh=not state.step)
+        log.write(event="resume" if state.step else "start", step=state.step, total=total, world_size=world)
+
+    def after_step(state: TrainState) -> None:
+        method.after_step(state.step / total)
+        log.write(step=state.step, epoch=state.epoch, lr=state.lr, **(state.last_losses or {}))
+
     model = D.wrap(method, device)
-    use_amp = device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler(enabled=use_amp and amp_dtype == torch.float16)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    task = progress.task(f"pretrain {cfg.method} {cfg.name}", total=total, completed=step, unit="img",
-                         per_step=cfg.batch_size)
-    workers = num_workers() if cfg.workers is None else cfg.workers
     method.train()
-    last: dict[str, float] = {}
     try:
-        while step < total:
-            epoch = step // iters_per_epoch
-            data.epoch = epoch
-            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(_derive(cfg.seed, epoch)))
-            order = order.tolist()
-            start = step - epoch * iters_per_epoch  # resuming mid-epoch: skip the batches already seen
-            n_batches = min(iters_per_epoch, total - epoch * iters_per_epoch)
-            batches = [order[b * cfg.batch_size:(b + 1) * cfg.batch_size][rank * local_bs:(rank + 1) * local_bs]
-                       for b in range(start, n_batches)]
-            loader = DataLoader(data, batch_sampler=batches, collate_fn=collate_views, num_workers=workers,
-                                pin_memory=device.type == "cuda")
-            for batch in loader:
-                batch = batch.to(device)
-                torch.manual_seed(_derive(cfg.seed, rank, 10**9 + step))  # masks, scales: fixed per step
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    losses = model(batch, step / total)
-                loss = losses["loss"]
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"pretrain {cfg.method}: non-finite loss {loss.item()} at step {step}: "
-                                             + ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items()))
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.clip_grad:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                step += 1
-                method.after_step(step / total)
-                last = {k: float(v.detach()) for k, v in losses.items()}
-                lr = optimizer.param_groups[0]["lr"]
-                log.write(step=step, epoch=epoch, lr=lr, **last)
-                progress.advance(task, losses=last, lr=lr)
-                end_of_epoch = step % iters_per_epoch == 0 or step == total
-                if D.is_main() and (end_of_epoch or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
-                    _save(ckpt, method, optimizer, scheduler, epoch=epoch, step=step, identity=identity, losses=last)
-            D.barrier()
-        progress.finish(task)
+        state = train_loop(loop, method, lambda batch, step: model(batch, step / total), optimizer, scheduler,
+                           dataset, order=lambda epoch: random_order(len(dataset), cfg.seed, epoch),
+                           collate=collate_views, device=device, progress=progress, on_start=start,
+                           on_step=[after_step])
     finally:
         log.close()
     info.update(epochs=cfg.epochs, steps=total, batch_size=cfg.batch_size, lr=cfg.lr, images_count=len(dataset),
-                final_losses=last, checkpoint=str(ckpt))
+                final_losses=state.last_losses or {}, checkpoint=str(ckpt))
     return _export(cfg, method, info, progress)
 
 
@@ -292,41 +225,3 @@ def _export(cfg: PretrainConfig, method: PretrainMethod, info: dict, progress: P
         progress.log(f"exported student:{cfg.name} -> {root / cfg.name}")
     D.barrier()
     return root / cfg.name
-
-
-def _env_int(name: str) -> int | None:
-    v = os.environ.get(name)
-    return int(v) if v else None
-
-
-def config_from_args(args) -> PretrainConfig:
-    """CLI namespace -> config. Options the CLI does not (yet) define are read from the namespace
-    when present, else from ``HCBENCH_PRETRAIN_SIZE`` (full|small), ``HCBENCH_CHECKPOINT_EVERY``
-    and ``HCBENCH_PRETRAIN_MAX_STEPS``."""
-    def opt(name: str, default=None):
-        value = getattr(args, name, None)
-        return default if value is None else value
-
-    return PretrainConfig(
-        method=args.method, images=Path(args.images), name=args.name, student=args.student, teacher=args.teacher,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, resume=bool(args.resume),
-        work_dir=Path(args.work_dir), device=args.device, seed=args.seed,
-        size=opt("size", os.environ.get("HCBENCH_PRETRAIN_SIZE", "full")),
-        checkpoint_every=opt("checkpoint_every", _env_int("HCBENCH_CHECKPOINT_EVERY")),
-        max_steps=opt("max_steps", _env_int("HCBENCH_PRETRAIN_MAX_STEPS")),
-        backgrounds=opt("backgrounds"), multi_person=opt("multi_person"),
-    )
-
-
-def pretrain_from_args(args) -> int:
-    cfg = config_from_args(args)
-    t0 = time.perf_counter()
-    progress = Progress(plain=True if getattr(args, "quiet", False) else None)
-    try:
-        folder = pretrain(cfg, progress)
-    finally:
-        progress.close()
-    if D.is_main():
-        print(json.dumps({"student": f"student:{cfg.name}", "folder": str(folder),
-                          "wall_s": round(time.perf_counter() - t0, 1)}))
-    return 0

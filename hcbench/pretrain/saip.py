@@ -5,20 +5,25 @@
   crop and the person view at the local size, each resized by a random factor from
   ``scales``). Projection head (3-layer MLP -> L2-normalised bottleneck -> weight-normalised
   prototypes), teacher centering (momentum 0.9) and temperatures (student 0.1, teacher 0.04
-  after an optional warm-up from 0.07); pairs of the same view are skipped.
+  after an optional warm-up from 0.07); pairs of the same view are skipped by the
+  cross-entropy and instead distil the last block's relation maps (query-key attention and
+  value-value relations, KL from the EMA's), the reference's ``csm_att_loss``.
 * **CSR** cross-scale reconstruction: the second global view rescaled by ``csr_scale`` is
-  masked (75%) with a mask drawn on the anchor view's grid and upsampled to the rescaled
-  grid (so the mask is consistent across scales); the student encodes only the kept patches
-  up to an intermediate block; a light decoder, given the anchor view's CLS as an extra
-  token, predicts the pixels; normalised-pixel MSE on the removed patches.
+  masked (75%) with a mask drawn on the anchor view's grid and carried to the rescaled grid
+  (so both scales hide the same image region); the student encodes only the kept patches up
+  to an intermediate block; a light decoder, given the anchor view's CLS as an extra token,
+  predicts the pixels; normalised-pixel MSE over the carried removed region.
 * **CSS** cross-scale search: from a query (the person view -> the pasted instance; the
   rescaled last local crop -> the pasted part), a decoder predicts the query's mask inside the
   multi-person canvas encoded by the EMA model (intermediate tokens); BCE against the pasted
-  masks.
+  masks' patch coverage.
 
-Total loss: csm + csr + css_inst + css_part (unit weights, as in the reference). EMA momentum
-follows a cosine from 0.996 to 1. Reference: github.com/stoa-xh91/SAIPv1 (``models_pretrain.py``,
-``pretrain_decoder.py``, ``main_pretrain.py``).
+Total loss: csm + csm_attn + csr + css_inst + css_part (unit weights, as in the reference).
+EMA momentum 0.984 per optimizer step, constant: what the reference's code effectively runs
+(0.996 per micro-batch, 4 micro-batches per step; its cosine schedule is read at the step within
+the epoch and so never leaves its start). ``docs/saip.md`` lists every setting against the
+reference (github.com/stoa-xh91/SAIPv1: ``models_pretrain.py``, ``pretrain_decoder.py``,
+``main_pretrain.py``), with the reason for each difference and the recipe measurements.
 """
 
 from __future__ import annotations
@@ -51,11 +56,12 @@ class CSMHead(nn.Module):
         mods.append(nn.Linear(dims[-1], bottleneck))
         self.mlp = nn.Sequential(*mods)
         self.prototypes = nn.Parameter(torch.empty(out_dim, bottleneck))
-        for m in self.mlp:
+        for m in self.mlp:  # the reference's CSMDecoder: xavier-uniform MLP, zero biases
             if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        nn.init.trunc_normal_(self.prototypes, std=0.02)
+        # rows are normalised in forward, so only their directions matter (nn.Linear's default init)
+        nn.init.kaiming_uniform_(self.prototypes, a=math.sqrt(5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = F.normalize(self.mlp(x), dim=-1)
@@ -81,6 +87,39 @@ def csm_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], center: t
     return total / n
 
 
+def target_entropy(teacher: list[torch.Tensor], center: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+    """Mean entropy (nats) of the centred, sharpened teacher targets: ln K means uniform targets,
+    the fixed point where CSM teaches nothing."""
+    q = F.softmax((torch.cat(teacher).float() - center) / teacher_temp, -1)
+    return -(q * q.clamp_min(1e-12).log()).sum(-1).mean()
+
+
+def attention_relations(block: nn.Module, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two relation maps the reference reads from a ViT block: query-key attention
+    softmax(q k^T / sqrt(d)) and value-value relations softmax(v v^T / sqrt(d)), each
+    B x heads x N x N, for the token sequence ``seq`` entering ``block`` (a timm ViT block)."""
+    attn = block.attn
+    x = block.norm1(seq)
+    B, N, _ = x.shape
+    qkv = attn.qkv(x).reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    qk = (q @ k.transpose(-2, -1) * attn.scale).softmax(-1)
+    vv = (v @ v.transpose(-2, -1) * attn.scale).softmax(-1)
+    return qk, vv
+
+
+def attention_loss(student: tuple[torch.Tensor, torch.Tensor], teacher: tuple[torch.Tensor, torch.Tensor],
+                   eps: float = 1e-10) -> torch.Tensor:
+    """KL(teacher || student) of the query-key and value-value relation maps (summed over the key
+    axis, averaged over batch, heads and queries), qk + vv; ``eps`` as in the reference."""
+    total = 0.0
+    for s, t in zip(student, teacher, strict=True):
+        t = t.detach().float() + eps
+        total = total + (t * (t.log() - (s.float() + eps).log())).sum(-1).mean()
+    return total
+
+
 def teacher_temperature(progress: float, start: float, end: float, warmup: float) -> float:
     if warmup <= 0 or progress >= warmup:
         return end
@@ -90,22 +129,36 @@ def teacher_temperature(progress: float, start: float, end: float, warmup: float
 # --------------------------------------------------------------------------- CSR
 def scale_consistent_mask(anchor_grid: tuple[int, int], grid: tuple[int, int], ratio: float, batch: int,
                           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """MAE mask drawn on the anchor grid and carried to ``grid`` by nearest upsampling.
+    """MAE mask drawn on the anchor grid and carried to ``grid`` by nearest upsampling, as the
+    reference's ``random_masking_with_ref_anchor``.
 
-    Returns ``keep`` (B x K patch indices on ``grid``, K = N * (1 - ratio)) and ``removed``
-    (B x N, 1 where a patch is hidden). Kept patches come from the upsampled kept region first
-    (random order inside each region), as the reference's ``random_masking_with_ref_anchor``."""
-    ha, wa = anchor_grid
-    la = ha * wa
-    base = torch.zeros(batch, la, device=device)
-    ids = torch.rand(batch, la, device=device).argsort(1)[:, : max(1, int(la * (1 - ratio)))]
-    base.scatter_(1, ids, 1.0)
-    up = F.interpolate(base.view(batch, 1, ha, wa), size=tuple(grid), mode="nearest").flatten(1)
+    Returns ``keep`` (B x K patch indices on ``grid``, K = N * (1 - ratio)), taken from the
+    upsampled kept region first (random order inside each region), and ``removed`` (B x N): the
+    upsampled *removed* region of the anchor mask, which the CSR loss is averaged over. Both
+    scales so hide the same image region; a kept-region cell beyond K is neither encoded nor
+    scored, a removed-region cell inside K (when the kept region is smaller) is both."""
+    up = 1.0 - upsampled_removed(anchor_grid, grid, ratio, batch, device)
     n = grid[0] * grid[1]
     k = max(1, int(n * (1 - ratio)))
     keep = (up + 0.5 * torch.rand(batch, n, device=device)).argsort(1, descending=True)[:, :k].sort(1).values
-    removed = torch.ones(batch, n, device=device).scatter_(1, keep, 0.0)
-    return keep, removed
+    return keep, 1.0 - up
+
+
+def anchor_mask(anchor_grid: tuple[int, int], ratio: float, batch: int, device: torch.device) -> torch.Tensor:
+    """B x (ha*wa): 1 where the anchor view's patch is removed (int(N * (1 - ratio)) kept)."""
+    la = anchor_grid[0] * anchor_grid[1]
+    removed = torch.ones(batch, la, device=device)
+    ids = torch.rand(batch, la, device=device).argsort(1)[:, : max(1, int(la * (1 - ratio)))]
+    return removed.scatter_(1, ids, 0.0)
+
+
+def upsampled_removed(anchor_grid: tuple[int, int], grid: tuple[int, int], ratio: float, batch: int,
+                      device: torch.device) -> torch.Tensor:
+    """An anchor mask (:func:`anchor_mask`) carried to ``grid``: B x N. Each cell takes the flag of the
+    anchor patch that contains its centre ("nearest-exact"; the reference's "nearest" takes the
+    cell at floor(i * ha / h), which shifts the mask up to one cell towards the top left)."""
+    base = anchor_mask(anchor_grid, ratio, batch, device).view(batch, 1, *anchor_grid)
+    return F.interpolate(base, size=tuple(grid), mode="nearest-exact").flatten(1)
 
 
 class CSRDecoder(nn.Module):
@@ -153,6 +206,12 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, removed: torch
 
 
 # --------------------------------------------------------------------------- CSS
+def css_targets(canvas_masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """B x 2 x Hc x Wc pasted masks (instance, part) -> B x 2 x N patch targets: the fraction of
+    each patch the paste covers (area pooling; the reference samples one pixel per patch)."""
+    return F.interpolate(canvas_masks.float(), size=tuple(grid), mode="area").flatten(2)
+
+
 class CSSDecoder(nn.Module):
     """Query tokens -> a dynamic mask kernel that reads the canvas tokens (cross-attention);
     the kernel is applied to a conv mask head over the canvas feature map."""
@@ -203,7 +262,8 @@ class SAIPOptions(MethodOptions):
     warmup_teacher_temp: float = 0.07
     teacher_temp_warmup: float = 0.0  # fraction of training; the reference default is 0 epochs
     center_momentum: float = 0.9
-    momentum: tuple[float, float] = (0.996, 1.0)
+    csm_attn_weight: float = 1.0  # the reference's csm_att_loss (same-view relation maps), weight 1
+    momentum: tuple[float, float] = (0.984, 0.984)  # see docs/saip.md: the reference's effective per-step EMA
     scales: tuple[float, ...] = (0.75, 0.875, 1.125, 1.25)
     csr_scale: float = 1.25
     mask_ratio: float = 0.75
@@ -214,13 +274,13 @@ class SAIPOptions(MethodOptions):
     decoder_heads: int = 16
     css_dim: int = 512
     css_depth: int = 2
-    css_heads: int = 4
+    css_heads: int = 16  # the reference builds CSSDecoder(**args) with decoder_num_heads=16
     css_mask_convs: int = 4
 
     @classmethod
     def small(cls) -> SAIPOptions:
         return cls(csm_out_dim=1024, csm_hidden=256, csm_bottleneck=64, decoder_dim=64, decoder_depth=2,
-                   decoder_heads=4, css_dim=64, css_depth=1, css_mask_convs=2)
+                   decoder_heads=4, css_dim=64, css_depth=1, css_heads=4, css_mask_convs=2)
 
 
 class SAIP(PretrainMethod):
@@ -236,6 +296,9 @@ class SAIP(PretrainMethod):
         o, C = self.options, student.embed_dim
         depth = student.num_layers
         self.inter_blocks = int(o.inter_blocks or min(depth, depth // 2 + 1))
+        if o.csm_attn_weight and depth < 2:
+            raise ValueError("SAIP's relation-map term reads the input of the last block: the student needs >= 2 "
+                             "blocks (or csm_attn_weight=0)")
         self.inter_norm = nn.LayerNorm(C, eps=1e-6)
         self.csm_head = CSMHead(C, o.csm_out_dim, o.csm_hidden, o.csm_bottleneck)
         self.csr_decoder = CSRDecoder(C, student.stride, o.decoder_dim, o.decoder_depth, o.decoder_heads)
@@ -275,7 +338,8 @@ class SAIP(PretrainMethod):
         pick = torch.randint(len(o.scales), (2,)).tolist()
 
         # ---- student: two global views, local crops, rescaled part crop and rescaled person view
-        sg = vit_forward(student, torch.cat([g1, g2]), taps=(k,))
+        last = student.num_layers - 1  # the sequence entering the last block (relation maps)
+        sg = vit_forward(student, torch.cat([g1, g2]), taps=(k, last))
         inter_g1 = self._inter(sg.taps[k][:B])
         part = rescale(batch.local_view(L - 1), o.scales[pick[0]], p)
         sp = vit_forward(student, part, taps=(k,))
@@ -290,12 +354,19 @@ class SAIP(PretrainMethod):
         # ---- EMA expert: the two global views (CSM targets) and the canvas (CSS search space)
         with torch.no_grad():
             ema_bb = self.ema["backbone"]
-            eg = vit_forward(ema_bb, torch.cat([g1, g2]))
+            eg = vit_forward(ema_bb, torch.cat([g1, g2]), taps=(last,) if o.csm_attn_weight else ())
             t_raw = self.ema["csm_head"](eg.cls)
             ec = vit_forward(ema_bb, batch.canvas, blocks=k, final_norm=False)
             ref = self.ema["inter_norm"](torch.cat([ec.prefix, ec.patches], 1))[:, ec.prefix.shape[1]:]
         temp = teacher_temperature(progress, o.warmup_teacher_temp, o.teacher_temp, o.teacher_temp_warmup)
         csm = csm_loss(list(s_out), list(t_raw.chunk(2)), self.center, o.student_temp, temp)
+        entropy = target_entropy(list(t_raw.chunk(2)), self.center, temp)
+        if o.csm_attn_weight:  # same-view pairs: the student's relation maps follow the EMA's
+            with torch.no_grad():
+                t_rel = attention_relations(ema_bb.model.blocks[-1], eg.taps[last])
+            csm_attn = attention_loss(attention_relations(student.model.blocks[-1], sg.taps[last]), t_rel)
+        else:
+            csm_attn = torch.zeros((), device=csm.device)
         if self.training:
             self.update_center(t_raw)
 
@@ -310,7 +381,7 @@ class SAIP(PretrainMethod):
         csr = reconstruction_loss(pred, patchify(normalize(view, student), p), removed, o.norm_pix_loss)
 
         # ---- CSS: find the pasted instance (person view) and part (last local crop) in the canvas
-        masks = F.interpolate(batch.canvas_masks, size=ec.grid, mode="area").flatten(2)  # B x 2 x N
+        masks = css_targets(batch.canvas_masks, ec.grid)  # B x 2 x N
         sel = batch.canvas_synthetic.bool()
         inst_logits = self.css_decoder(inter_g1, ref, ec.grid)
         part_logits = self.css_decoder(self._inter(sp.taps[k]), ref, ec.grid)
@@ -319,6 +390,6 @@ class SAIP(PretrainMethod):
             css_part = F.binary_cross_entropy_with_logits(part_logits[sel].float(), masks[sel, 1])
         else:  # only real crowd canvases (no masks) in this batch: keep the graph, add nothing
             css_inst = css_part = 0.0 * (inst_logits.sum() + part_logits.sum())
-        loss = csm + csr + css_inst + css_part
-        return {"loss": loss, "csm": csm.detach(), "csr": csr.detach(), "css_inst": css_inst.detach(),
-                "css_part": css_part.detach()}
+        loss = csm + o.csm_attn_weight * csm_attn + csr + css_inst + css_part
+        return {"loss": loss, "csm": csm.detach(), "csm_attn": csm_attn.detach(), "csr": csr.detach(),
+                "css_inst": css_inst.detach(), "css_part": css_part.detach(), "csm_entropy": entropy.detach()}

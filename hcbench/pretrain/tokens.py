@@ -18,10 +18,10 @@ from hcbench.pretrain.views import fit_to_stride
 
 
 def normalize(x: torch.Tensor, backbone: Backbone) -> torch.Tensor:
-    """[0, 1] images -> the backbone's input statistics."""
-    mean = torch.tensor(backbone.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(backbone.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
+    """[0, 1] images -> the backbone's input statistics (for code that runs a backbone's parts
+    directly, like :func:`vit_forward`, or needs normalised pixels as targets; calling the
+    backbone itself normalises)."""
+    return backbone.normalize(x)
 
 
 def is_vit(backbone: Backbone) -> bool:
@@ -32,7 +32,7 @@ def encode(backbone: Backbone, images: torch.Tensor) -> tuple[torch.Tensor, torc
     """(global embedding B x C, patch tokens B x N x C, grid (h, w)) of [0, 1] images."""
     if is_vit(backbone):
         images = fit_to_stride(images, backbone.stride)
-    f = backbone(normalize(images, backbone))
+    f = backbone(images)  # the backbone normalises [0, 1] input with its own mean/std
     return f.embedding, f.tokens(), (int(f.dense.shape[-2]), int(f.dense.shape[-1]))
 
 

@@ -1,26 +1,40 @@
 """The leaderboard: a pure function of a set of result records.
 
-One row per backbone, one column per card's primary metric, per-family means and an overall
-mean. A missing result is shown as missing; it is never averaged as zero nor skipped
-silently: a mean over an incomplete row is computed over what exists and *marked*
-incomplete. Lower-is-better metrics (MR⁻²) enter means as ``1 - x`` so every mean is
-higher-is-better.
+One row per backbone *identity* (spec and checkpoint sha256), one column per card's primary
+metric, a mean per family with several cards and an overall mean over families. What a row
+aggregates is said, never implied:
+
+- records of one card that differ only by seed are averaged and shown as ``mean±std`` (sample
+  standard deviation) with the row's seeds in the ``seeds`` column; a cell with fewer seeds than
+  its row says ``n=…``;
+- the same run (card, seed) found twice for one backbone (e.g. a user's run and a committed one
+  under another folder) is never averaged: the backbone gets one row per results folder,
+  labelled ``spec [folder]``; two checkpoints under one spec get one row each (``spec @sha``);
+- every record not shown (another tier, outside ``--suite``, failed, an older card version of a
+  cell that has a current one, an exact duplicate) is counted in :attr:`Board.hidden` and in the
+  footnote.
+
+A missing result is shown as missing; it is never averaged as zero nor skipped silently: a mean
+over an incomplete row is computed over what exists and *marked* incomplete. Lower-is-better
+metrics (MR⁻²) enter means as ``1 - x`` so every mean is higher-is-better.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from hcbench.cards import CardError, get_card, get_suite, higher_is_better
-from hcbench.data.types import FAMILIES
+from hcbench.cards import CardError, get_card, get_suite, higher_is_better, resolve
+from hcbench.errors import UserError
+from hcbench.results.fmt import significant
 from hcbench.results.schema import ResultRecord
-from hcbench.results.store import load_records
+from hcbench.results.store import iter_record_files, load_records
 
 INCOMPLETE_MARK = "*"
 
@@ -31,165 +45,523 @@ class Board:
     families: dict[str, str]
     primary: dict[str, str]
     higher: dict[str, bool]
-    values: pd.DataFrame  # backbone x card, primary-metric fractions, NaN = missing
-    family_means: pd.DataFrame  # backbone x family
+    values: pd.DataFrame  # row x card, primary-metric fractions (mean over seeds), NaN = missing
+    family_means: pd.DataFrame  # row x family
     overall: pd.Series
-    complete: pd.Series  # backbone -> every card present
+    complete: pd.Series  # row -> every card present
     params: dict[str, int] = field(default_factory=dict)
     gflops: dict[str, float | None] = field(default_factory=dict)
-    records: dict[tuple[str, str], ResultRecord] = field(default_factory=dict)
+    records: dict[tuple[str, str], ResultRecord] = field(default_factory=dict)  # (row, card) -> first record
     tier: str | None = None
     suite: str | None = None
+    std: pd.DataFrame | None = None  # row x card, sample std over seeds (NaN with one seed)
+    counts: pd.DataFrame | None = None  # row x card, number of seeds averaged (0 = missing)
+    overall_std: pd.Series | None = None  # std over seeds of the per-seed overall mean (NaN if not defined)
+    seeds: dict[str, list[int]] = field(default_factory=dict)  # row -> seeds of its records
+    cell_records: dict[tuple[str, str], list[ResultRecord]] = field(default_factory=dict)
+    identity: dict[str, dict] = field(default_factory=dict)  # row -> spec, checkpoint_sha256, folder
+    hidden: list[tuple[str, int, str]] = field(default_factory=list)  # (reason, count, detail)
 
     @property
     def backbones(self) -> list[str]:
+        """Row labels (a backbone spec, disambiguated when one spec has several rows)."""
         return list(self.values.index)
 
     def family_complete(self, backbone: str, family: str) -> bool:
         cols = [c for c in self.cards if self.families[c] == family]
         return bool(cols) and not self.values.loc[backbone, cols].isna().any()
 
+    def family_cards(self, family: str) -> list[str]:
+        return [c for c in self.cards if self.families[c] == family]
+
+    @property
+    def multi_card_families(self) -> list[str]:
+        """Families whose mean says something a card column does not (one-card means repeat the card)."""
+        return [f for f in self.family_means.columns if len(self.family_cards(f)) > 1]
+
+    @property
+    def hidden_total(self) -> int:
+        return sum(n for _, n, _ in self.hidden)
+
 
 def _card_order(cards: set[str], families: dict[str, str], suite: str | None) -> list[str]:
     if suite:
         try:
-            listed = get_suite(suite).cards
+            listed = [c for c in get_suite(suite).cards if c in cards]
             return listed + sorted(cards - set(listed))
         except CardError:
             pass
-    fam_rank = {f: i for i, f in enumerate(FAMILIES)}
-    return sorted(cards, key=lambda c: (fam_rank.get(families.get(c, ""), 99), c))
+    fam_rank = {f: i for i, f in enumerate(family_order(set(families.values())))}
+    return sorted(cards, key=lambda c: (fam_rank.get(families.get(c, ""), len(fam_rank)), c))
 
 
-def leaderboard_frame(results: str | Path, suite: str | None = None, tier: str | None = None) -> Board:
+def family_order(seen: set[str]) -> list[str]:
+    """The families in ``seen`` in table order: registered ones by ``Family.order``, then any
+    family a record names that this hcbench does not know (a plugin not loaded), by name."""
+    from hcbench.families.base import family_names
+
+    known = [f for f in family_names() if f in seen]
+    return known + sorted(seen - set(known))
+
+
+# --------------------------------------------------------------------------- grouping
+@dataclass
+class _Rec:
+    path: Path
+    folder: str  # the record's results folder (its suite folder) relative to the results root
+    rec: ResultRecord
+
+
+def _current_sha(name: str, tier: str, cache: dict) -> str | None:
+    """The sha256 the card has now at ``tier``; None for a card this hcbench does not know."""
+    if (name, tier) not in cache:
+        try:
+            cache[(name, tier)] = resolve(get_card(name), tier).sha256
+        except (CardError, ValueError, KeyError, OSError):
+            cache[(name, tier)] = None
+    return cache[(name, tier)]
+
+
+def _has_duplicates(recs: list[_Rec]) -> bool:
+    seen = Counter((r.rec.card.name, r.rec.run.seed) for r in recs)
+    return any(n > 1 for n in seen.values())
+
+
+def _split_rows(spec: str, sha: str | None, recs: list[_Rec]) -> list[tuple[str | None, list[_Rec]]]:
+    """Rows of one backbone identity: one if no (card, seed) repeats, else one per results folder
+    (first by the top folder under the root, then by the full folder)."""
+    if not _has_duplicates(recs):
+        return [(None, recs)]
+    by_top: dict[str, list[_Rec]] = {}
+    for r in recs:
+        by_top.setdefault(r.folder.split("/")[0], []).append(r)
+    out: list[tuple[str | None, list[_Rec]]] = []
+    for top, group in sorted(by_top.items()):
+        if not _has_duplicates(group):
+            out.append((top, group))
+            continue
+        by_folder: dict[str, list[_Rec]] = {}
+        for r in group:
+            by_folder.setdefault(r.folder, []).append(r)
+        out += sorted(by_folder.items())
+    return out
+
+
+def _drop_repeats(recs: list[_Rec]) -> tuple[list[_Rec], int]:
+    """Within one row a (card, seed) is shown once (the first by path); the others are counted."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for r in sorted(recs, key=lambda r: str(r.path)):
+        key = (r.rec.card.name, r.rec.run.seed)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out, len(recs) - len(out)
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """0,1,2 -> "0-2"; 0,2 -> "0,2"."""
+    s = sorted(set(seeds))
+    if len(s) >= 3 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}-{s[-1]}"
+    return ",".join(map(str, s))
+
+
+class PartialLoadError(UserError):
+    """``--strict``: a record was fine-tuned from a backbone that loaded with tensors missing."""
+
+
+def partial_loads(pairs: list[tuple[Path, ResultRecord]]) -> list[str]:
+    """One line per successful record whose backbone load (``backbone.load``, written by
+    ``hcbench run`` for checkpoint backbones) left backbone tensors missing, naming the record."""
+    out = []
+    for path, rec in pairs:
+        load = getattr(rec.backbone, "load", None)
+        missing = load.get("missing") if isinstance(load, dict) else None
+        if rec.status == "ok" and missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            out.append(f"{path}: {rec.backbone.spec} loaded with {len(missing)} backbone tensor(s) missing ({shown})")
+    return out
+
+
+def leaderboard_frame(results: str | Path, suite: str | None = None, tier: str | None = None, *,
+                      strict: bool = False) -> Board:
     """Aggregate the records under ``results`` (optionally ``results/<suite>``) into a Board.
 
-    Only one tier is ever mixed into a board: ``tier`` if given, else the tier most records
-    have. Failed records count as missing. With several seeds the mean over seeds is shown.
+    Only one tier is ever shown: ``tier`` if given, else the tier most records have. Failed
+    records count as missing. Seeds are averaged (with their std); see the module docstring for
+    what makes two rows, and :attr:`Board.hidden` for what is not shown. ``strict``: raise
+    :class:`PartialLoadError` if any record's backbone loaded with tensors missing.
     """
-    pairs = load_records(results, suite)
-    recs = [r for _, r in pairs if r.status == "ok"]
-    if tier is None and recs:
-        tier = Counter(r.card.tier for r in recs).most_common(1)[0][0]
-    recs = [r for r in recs if r.card.tier == tier]
+    root = Path(results)
+    pairs = load_records(root, suite)
+    if strict and (bad := partial_loads(pairs)):
+        raise PartialLoadError("--strict: refusing records whose backbone checkpoint loaded partially "
+                               "(a sidecar 'strict: false'):\n  " + "\n  ".join(bad))
+    hidden: list[tuple[str, int, str]] = []
+    if suite:
+        loaded = {p for p, _ in pairs}
+        outside = Counter(str(p.parent.parent.relative_to(root)) if p.is_relative_to(root) else str(p.parent)
+                          for p in iter_record_files(root) if p not in loaded) if root.is_dir() else Counter()
+        if outside:
+            hidden.append((f"outside suite {suite}", sum(outside.values()),
+                           ", ".join(f"{k}/: {n}" for k, n in sorted(outside.items()))))
 
+    def folder(p: Path) -> str:
+        try:
+            return p.parent.parent.relative_to(root).as_posix()
+        except ValueError:
+            return p.parent.parent.as_posix()
+
+    failed = [(p, r) for p, r in pairs if r.status != "ok"]
+    recs = [_Rec(p, folder(p), r) for p, r in pairs if r.status == "ok"]
+    if tier is None and recs:
+        tier = Counter(r.rec.card.tier for r in recs).most_common(1)[0][0]
+    other_tier = Counter(r.rec.card.tier for r in recs if r.rec.card.tier != tier)
+    if other_tier:
+        hidden.append(("of another tier", sum(other_tier.values()),
+                       ", ".join(f"{t}: {n} (--tier {t})" for t, n in sorted(other_tier.items()))))
+    recs = [r for r in recs if r.rec.card.tier == tier]
+    failed_here = [(p, r) for p, r in failed if r.card.tier == tier or tier is None]
+    if failed:
+        hidden.append(("failed runs (shown as —)" if failed_here else "failed runs", len(failed),
+                       ", ".join(sorted({f"{r.backbone.spec}/{r.card.name}" for _, r in failed}))))
+
+    # one card version per cell: the card as it is now when a record of it exists, else the most common
+    cache: dict = {}
+    by_cell: dict[tuple[str, str], list[_Rec]] = {}
+    for r in recs:
+        by_cell.setdefault((r.rec.backbone.spec, r.rec.card.name), []).append(r)
+    stale_hidden = 0
+    kept: list[_Rec] = []
+    for (_, card), rs in sorted(by_cell.items()):
+        current = _current_sha(card, tier, cache) if tier else None
+        shas = Counter(r.rec.card.sha256 for r in rs)
+        use = current if current in shas else shas.most_common(1)[0][0]
+        stale_hidden += sum(n for s, n in shas.items() if s != use)
+        kept += sorted((r for r in rs if r.rec.card.sha256 == use), key=lambda r: str(r.path))
+    if stale_hidden:
+        hidden.append(("made with another version of their card than the cell's shown records", stale_hidden,
+                       ""))
+
+    # rows: backbone identity (spec, checkpoint), split by folder when a run repeats
+    by_identity: dict[tuple[str, str | None], list[_Rec]] = {}
+    for r in kept:
+        by_identity.setdefault((r.rec.backbone.spec, r.rec.backbone.checkpoint_sha256), []).append(r)
+    shas_per_spec = Counter(spec for spec, _ in by_identity)
+    rows: dict[str, list[_Rec]] = {}
+    identity: dict[str, dict] = {}
+    repeats = 0
+    for (spec, sha), rs in sorted(by_identity.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        label = spec if shas_per_spec[spec] == 1 else f"{spec} @{(sha or 'none')[:8]}"
+        for where, group in _split_rows(spec, sha, rs):
+            name = label if where is None else f"{label} [{where}]"
+            rows[name], n = _drop_repeats(group)
+            repeats += n
+            identity[name] = {"spec": spec, "checkpoint_sha256": sha, "folder": where}
+
+    if repeats:
+        hidden.append(("repeating a (card, seed) of their row in the same folder", repeats, ""))
     families: dict[str, str] = {}
     primary: dict[str, str] = {}
-    by_cell: dict[tuple[str, str], list[ResultRecord]] = {}
-    params: dict[str, int] = {}
-    gflops: dict[str, float | None] = {}
-    for r in recs:
-        families[r.card.name] = r.card.family
-        primary[r.card.name] = r.primary
-        by_cell.setdefault((r.backbone.spec, r.card.name), []).append(r)
-        params.setdefault(r.backbone.spec, r.backbone.params)
-        if r.backbone.gflops is not None:
-            gflops.setdefault(r.backbone.spec, r.backbone.gflops)
-
+    for r in kept:
+        families[r.rec.card.name] = r.rec.card.family
+        primary[r.rec.card.name] = r.rec.primary
     cards_seen = set(families)
     if suite:
         try:  # cards of the suite without any record still get a (missing) column
-            for name in get_suite(suite).cards:
+            for name in get_suite(suite).available:  # a missing card (incomplete suite) has no column
                 if name not in families:
                     card = get_card(name)
                     families[name], primary[name] = card.family, card.eval.primary
-            cards_seen |= set(get_suite(suite).cards)
+            cards_seen |= set(get_suite(suite).available)
         except CardError:
             pass
     cards = _card_order(cards_seen, families, suite)
-    backbones = sorted({b for b, _ in by_cell})
-    values = pd.DataFrame(index=pd.Index(backbones, name="backbone"), columns=cards, dtype=float)
+    higher = {c: higher_is_better(primary[c], families[c]) for c in cards}
+    fams = family_order({families[c] for c in cards})
+
+    index = pd.Index(list(rows), name="backbone")
+    values = pd.DataFrame(index=index, columns=cards, dtype=float)
+    std = pd.DataFrame(index=index, columns=cards, dtype=float)
+    counts = pd.DataFrame(0, index=index, columns=cards, dtype=int)
+    params: dict[str, int] = {}
+    gflops: dict[str, float | None] = {}
     chosen: dict[tuple[str, str], ResultRecord] = {}
-    for (b, c), rs in by_cell.items():
-        values.loc[b, c] = sum(r.metrics[r.primary] for r in rs) / len(rs)
-        chosen[(b, c)] = rs[0]
-    higher = {c: higher_is_better(primary[c]) for c in cards}
+    cell_records: dict[tuple[str, str], list[ResultRecord]] = {}
+    seeds: dict[str, list[int]] = {}
+    per_seed: dict[str, dict[int, dict[str, float]]] = {}
+    for name, group in rows.items():
+        group = sorted(group, key=lambda r: (r.rec.card.name, r.rec.run.seed, str(r.path)))
+        seeds[name] = sorted({r.rec.run.seed for r in group})
+        for r in group:
+            c = r.rec.card.name
+            cell_records.setdefault((name, c), []).append(r.rec)
+            chosen.setdefault((name, c), r.rec)
+            params.setdefault(name, r.rec.backbone.params)
+            if r.rec.backbone.gflops is not None:
+                gflops.setdefault(name, r.rec.backbone.gflops)
+            v = r.rec.metrics[r.rec.primary]
+            per_seed.setdefault(name, {}).setdefault(r.rec.run.seed, {})[c] = (v if higher[c] else 1.0 - v)
+        for c in cards:
+            vs = [rec.metrics[rec.primary] for rec in cell_records.get((name, c), [])]
+            if vs:
+                values.loc[name, c] = sum(vs) / len(vs)
+                std.loc[name, c] = statistics.stdev(vs) if len(vs) > 1 else math.nan
+                counts.loc[name, c] = len(vs)
 
     oriented = values.copy()
     for c in cards:
         if not higher[c]:
             oriented[c] = 1.0 - oriented[c]
-    fams = [f for f in FAMILIES if any(families[c] == f for c in cards)]
     family_means = pd.DataFrame(
         {f: oriented[[c for c in cards if families[c] == f]].mean(axis=1, skipna=True) for f in fams},
         index=values.index,
     )
-    overall = family_means.mean(axis=1, skipna=True) if fams else pd.Series(dtype=float)
+    overall = family_means.mean(axis=1, skipna=True) if fams else pd.Series(math.nan, index=values.index)
+
+    def seed_overall(by_card: dict[str, float]) -> float:
+        fam_vals = [statistics.fmean(by_card[c] for c in cards if families[c] == f and c in by_card)
+                    for f in fams if any(families[c] == f and c in by_card for c in cards)]
+        return statistics.fmean(fam_vals)
+
+    overall_std = pd.Series(math.nan, index=values.index, dtype=float)
+    for name in rows:
+        present = {c for c in cards if counts.loc[name, c] > 0}
+        full = [s for s, by_card in per_seed.get(name, {}).items() if set(by_card) == present]
+        if len(full) >= 2 and len(full) == len(seeds[name]):  # the std is over the seeds the mean is over
+            overall_std.loc[name] = statistics.stdev(seed_overall(per_seed[name][s]) for s in full)
+
     complete = ~values.isna().any(axis=1)
-    order = overall.sort_values(ascending=False, na_position="last").index
+    order = sorted(values.index, key=lambda b: (-overall.loc[b] if not math.isnan(overall.loc[b]) else math.inf, b))
     return Board(cards, families, primary, higher, values.loc[order], family_means.loc[order],
-                 overall.loc[order], complete.loc[order], params, gflops, chosen, tier, suite)
+                 overall.loc[order], complete.loc[order], params, gflops, chosen, tier, suite,
+                 std=std.loc[order], counts=counts.loc[order], overall_std=overall_std.loc[order], seeds=seeds,
+                 cell_records=cell_records, identity=identity, hidden=hidden)
 
 
 # --------------------------------------------------------------------------- rendering
-def _pct(x: float) -> str:
+def _pct(x: float | None) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 
 
-def _rows(board: Board) -> tuple[list[str], list[list[str]]]:
-    """Header and text cells shared by the table, markdown and csv renderings."""
-    fams = list(board.family_means.columns)
-    header = ["backbone", "params (M)"] + [f"{c} {board.primary[c]}{'' if board.higher[c] else ' ↓'}"
-                                           for c in board.cards] + [f"{f} mean" for f in fams] + ["mean"]
-    rows = []
-    for b in board.backbones:
-        cells = [b, f"{board.params.get(b, 0) / 1e6:.1f}"]
-        cells += [_pct(board.values.loc[b, c]) for c in board.cards]
-        for f in fams:
-            mark = "" if board.family_complete(b, f) else INCOMPLETE_MARK
+def _with_std(mean: float, std: float | None, sep: str) -> str:
+    text = _pct(mean)
+    if std is not None and not math.isnan(std) and text != "—":
+        text += f"{sep}±{sep}{100 * std:.1f}"
+    return text
+
+
+def _several_seeds(board: Board) -> bool:
+    return any(len(s) > 1 for s in board.seeds.values())
+
+
+@dataclass
+class _Col:
+    key: str
+    header: str  # may hold "\n" (table rendering wraps there)
+    kind: str  # name | meta | card | family | mean
+    cells: list[str]
+
+
+def _columns(board: Board, sep: str = "") -> list[_Col]:
+    """Every column of the text renderings, in print order. Family means only for families with
+    several cards (a one-card family's mean repeats the card); ``sep`` goes before ``±``."""
+    rows = board.backbones
+    multi = board.multi_card_families
+    one_card = {c for c in board.cards if board.families[c] not in multi}
+    cols = [_Col("backbone", "backbone", "name", list(rows)),
+            _Col("params", "params (M)", "meta", [significant(board.params.get(b, 0) / 1e6) for b in rows]),
+            _Col("seeds", "seeds", "meta", [_seed_list(board.seeds.get(b, [])) for b in rows])]
+    for c in board.cards:
+        cells = []
+        for b in rows:
+            n, most = int(board.counts.loc[b, c]), len(board.seeds.get(b, []))
+            text = _with_std(board.values.loc[b, c], board.std.loc[b, c], sep)
+            cells.append(text + (f" (n={n})" if 0 < n < most else ""))
+        label = f"{c}\n{board.primary[c]}{'' if board.higher[c] else ' ↓'}"
+        cols.append(_Col(c, label, "family" if c in one_card else "card", cells))
+    for f in multi:
+        cells = []
+        for b in rows:
             v = board.family_means.loc[b, f]
-            cells.append(_pct(v) + (mark if not math.isnan(v) else ""))
+            mark = "" if board.family_complete(b, f) or math.isnan(v) else INCOMPLETE_MARK
+            cells.append(_pct(v) + mark)
+        cols.append(_Col(f"mean_{f}", f"{f}\nmean", "family", cells))
+    cells = []
+    for b in rows:
         ov = board.overall.loc[b]
-        cells.append(_pct(ov) + ("" if board.complete.loc[b] or math.isnan(ov) else INCOMPLETE_MARK))
-        rows.append(cells)
-    return header, rows
+        text = _with_std(ov, board.overall_std.loc[b] if board.overall_std is not None else None, sep)
+        cells.append(text + ("" if board.complete.loc[b] or math.isnan(ov) else INCOMPLETE_MARK))
+    cols.append(_Col("mean", "mean", "mean", cells))
+    return cols
 
 
-FOOTER = ("values in %; — = no result; * = mean over an incomplete row (missing cards are not counted); "
-          "↓ = lower is better (enters means as 100 − x)")
+def footnotes(board: Board, source: str = "") -> list[str]:
+    """What the numbers mean and what is not shown; one sentence per line."""
+    notes = ["values in %; — = no result"]
+    if _several_seeds(board):
+        notes[-1] += ("; a±s = mean ± sample std over the row's seeds (n=k: a cell with fewer seeds); "
+                      "the mean's ± is over the per-seed means")
+    if not board.complete.all():
+        notes[-1] += f"; {INCOMPLETE_MARK} = mean over an incomplete row (missing cards are not counted)"
+    if not all(board.higher.values()):
+        notes[-1] += "; ↓ = lower is better (enters means as 100 − x)"
+    notes[-1] += "; mean = over families" + (" (each family's cards averaged first)" if board.multi_card_families
+                                              else "")
+    split = [b for b, i in board.identity.items() if i.get("folder")]
+    if split:
+        notes.append("[folder]: the same run (card, seed) exists in several results folders, so each folder "
+                     "has its own row")
+    if board.hidden:
+        parts = [f"{n} record{'s' if n != 1 else ''} {reason}" + (f" ({detail})" if detail else "")
+                 for reason, n, detail in board.hidden]
+        notes.append(f"not shown{f' from {source}' if source else ''}: " + "; ".join(parts))
+    else:
+        notes.append(f"every record{f' under {source}' if source else ''} is shown")
+    return notes
 
 
-def render(board: Board, fmt: str = "table", tty: bool = False) -> str:
+def _widths(cols: list[_Col], width: int | None, boxed: bool) -> list[int]:
+    """Each column's width: the widest cell (numbers never wrap), headers folded down to at most
+    that (not below 6), the backbone name folded at 24; spare room up to ``width`` unfolds them."""
+    full, least = [], []
+    for c in cols:
+        cell = max((len(x) for x in c.cells), default=1)
+        head = max(len(line) for line in c.header.split("\n"))
+        full.append(max(cell, head))
+        least.append(min(max(cell, len(c.header)), 24) if c.kind == "name" else max(cell, min(head, max(cell, 6))))
+    if width is None:
+        return full
+    spare = width - _total(least, boxed)
+    out = list(least)
+    for i in sorted(range(len(cols)), key=lambda i: cols[i].kind != "name"):  # the name first, then left to right
+        grow = min(spare, full[i] - out[i])
+        if grow > 0:
+            out[i] += grow
+            spare -= grow
+    return out
+
+
+def _wrap_header(header: str, width: int) -> str:
+    """Break header lines longer than ``width`` after an underscore (synth_/parsing) where one fits."""
+    out = []
+    for line in header.split("\n"):
+        while len(line) > width:
+            cut = line.rfind("_", 0, width)
+            if cut <= 0:
+                break
+            out.append(line[:cut + 1])
+            line = line[cut + 1:]
+        out.append(line)
+    return "\n".join(out)
+
+
+def _total(widths: list[int], boxed: bool) -> int:
+    # each column: one padding space either side and a rule; the outer edges only when boxed
+    return sum(widths) + (3 * len(widths) + 1 if boxed else 3 * (len(widths) - 1))
+
+
+def _fit(cols: list[_Col], width: int, boxed: bool) -> tuple[list[_Col], list[str]]:
+    """Drop columns until the table fits ``width``: cards of multi-card families first (their
+    family mean stays), then params, then family columns (right to left), then seeds."""
+    cols = list(cols)
+    dropped: list[str] = []
+    for keys in (("card",), ("params",), ("family",), ("seeds",)):
+        while _total(_widths(cols, None, boxed), boxed) > width and \
+                _total(_widths(cols, width, boxed), boxed) > width:
+            idx = [i for i, c in enumerate(cols) if c.kind in keys or c.key in keys]
+            if not idx:
+                break
+            dropped.append(cols.pop(idx[-1]).key)
+    return cols, dropped
+
+
+def _rich(board: Board, title: str, notes: list[str], width: int | None, tty: bool) -> str:
+    from io import StringIO
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    every = _columns(board)
+    cols, dropped = every, []
+    if width is not None:
+        cols, dropped = _fit(every, width, boxed=tty)
+        if dropped:
+            names = [c.key for c in every if c.key in dropped]
+            notes = notes + [f"not shown at {width} columns: {', '.join(names)} "
+                             "(a wider terminal, or --format markdown/csv/json, shows every column)"]
+    widths = _widths(cols, width, boxed=tty)
+    table = Table(title=title, box=box.HEAVY_HEAD if tty else box.SIMPLE_HEAD, show_edge=tty, pad_edge=tty,
+                  title_justify="left" if not tty else "center")
+    for c, w in zip(cols, widths, strict=True):
+        table.add_column(Text(_wrap_header(c.header, w), overflow="fold"), justify="left" if c.kind == "name" else "right",
+                         overflow="fold", width=w)
+    for i in range(len(board.backbones)):
+        table.add_row(*(Text(c.cells[i]) for c in cols))  # Text: "[folder]" is not rich markup
+    buf = StringIO()
+    console = Console(file=buf, force_terminal=tty, no_color=not tty, width=max(width or 0, _total(widths, tty)),
+                      highlight=False, color_system="standard" if tty else None, soft_wrap=False)
+    console.print(table, crop=False)
+    text = buf.getvalue().rstrip("\n")
+    if not tty:
+        text = "\n".join(line.rstrip() for line in text.splitlines())
+    wrapped = []
+    for note in notes:
+        if width is None:
+            wrapped.append(note)
+        else:
+            wrapped += [line.plain.rstrip() for line in Text(note).wrap(console, width)]
+    return text + "\n" + "\n".join(wrapped)
+
+
+def render(board: Board, fmt: str = "table", tty: bool = False, width: int | None = None, source: str = "") -> str:
+    """The board as ``table`` (plain text; ``tty``: rich box drawing), ``markdown``, ``csv``,
+    ``json`` or ``html``. ``width``: fit the table into this many columns (a terminal's width;
+    with ``tty`` and no width, the terminal's as rich detects it); the other formats keep every column."""
     if not board.backbones:
-        return "no results found"
-    header, rows = _rows(board)
+        msg = "no results found"
+        if board.hidden:
+            msg += "; " + footnotes(board, source)[-1]
+        return msg
     title = f"hcbench leaderboard{f' — suite {board.suite}' if board.suite else ''} (tier {board.tier})"
+    notes = footnotes(board, source)
     if fmt == "json":
         out = []
         for b in board.backbones:
             out.append({
-                "backbone": b, "params": board.params.get(b), "gflops": board.gflops.get(b),
+                "backbone": b, **board.identity.get(b, {}), "params": board.params.get(b),
+                "gflops": board.gflops.get(b), "seeds": board.seeds.get(b, []),
                 "cards": {c: (None if math.isnan(v) else v) for c, v in board.values.loc[b].items()},
+                "std": {c: (None if math.isnan(v) else v) for c, v in board.std.loc[b].items()},
+                "n": {c: int(v) for c, v in board.counts.loc[b].items()},
                 "family_means": {f: (None if math.isnan(v) else v) for f, v in board.family_means.loc[b].items()},
                 "mean": None if math.isnan(board.overall.loc[b]) else float(board.overall.loc[b]),
+                "mean_std": None if math.isnan(board.overall_std.loc[b]) else float(board.overall_std.loc[b]),
                 "complete": bool(board.complete.loc[b]),
             })
+        hidden = [{"reason": r, "count": n, "detail": d} for r, n, d in board.hidden]
         return json.dumps({"suite": board.suite, "tier": board.tier, "primary": board.primary,
-                           "higher_is_better": board.higher, "rows": out}, indent=2)
+                           "higher_is_better": board.higher, "rows": out, "hidden": hidden}, indent=2)
+    cols = _columns(board, sep=" " if fmt in ("markdown", "html") else "")
+    header = [c.header.replace("\n", " ") for c in cols]
+    rows = [[c.cells[i] for c in cols] for i in range(len(board.backbones))]
     if fmt == "csv":
         frame = pd.DataFrame(rows, columns=header)
         return frame.to_csv(index=False).rstrip("\n")
     if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "|".join(["---"] + [":---:" if c.kind == "meta" and c.key == "seeds" else "---:"
+                                           for c in cols[1:]]) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines) + f"\n\n{FOOTER}"
+        return "\n".join(lines) + "\n\n" + "<br>\n".join(notes)
     if fmt == "html":
         frame = pd.DataFrame(rows, columns=header)
-        return f"<h3>{title}</h3>\n" + frame.to_html(index=False, border=0) + f"\n<p>{FOOTER}</p>"
-    if tty:
-        from io import StringIO
-
+        return f"<h3>{title}</h3>\n" + frame.to_html(index=False, border=0) + "".join(f"\n<p>{n}</p>" for n in notes)
+    if tty and width is None:
         from rich.console import Console
-        from rich.table import Table
 
-        table = Table(title=title, caption=FOOTER)
-        for i, h in enumerate(header):
-            table.add_column(h, justify="left" if i == 0 else "right")
-        for r in rows:
-            table.add_row(*r)
-        buf = StringIO()
-        Console(file=buf, force_terminal=True, width=max(120, 12 * len(header))).print(table)
-        return buf.getvalue().rstrip("\n")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    fmt_row = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))  # noqa: E731
-    return "\n".join([title, fmt_row(header), "  ".join("-" * w for w in widths), *map(fmt_row, rows), FOOTER])
+        width = Console().width
+    return _rich(board, title, notes, width, tty)

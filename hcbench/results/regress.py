@@ -13,21 +13,22 @@ record, no comparable pair, a card sha256 mismatch).
 from __future__ import annotations
 
 import math
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from hcbench.cards import higher_is_better
+from hcbench.errors import UserError
+from hcbench.io import atomic_write_bytes, atomic_write_text
 from hcbench.results.schema import ResultRecord
-from hcbench.results.store import RecordError, atomic_write_bytes, atomic_write_text, load_records
+from hcbench.results.store import RecordError, load_records
 
 EPS = 1e-9  # points; keeps a change of exactly the tolerance from failing on float noise
 Key = tuple[str, str, str, int]  # (backbone spec, card, tier, seed)
 
 
-class RegressInputError(ValueError):
+class RegressInputError(UserError, ValueError):
     """Input that cannot be compared at all (exit code 2)."""
 
 
@@ -247,17 +248,16 @@ def _unusable(baseline: Path, current: Path, tolerance: float, metrics: str, pro
     return Comparison(Path(baseline), Path(current), tolerance, metrics, not_comparable=[problem])
 
 
-def regress_main(args) -> int:
-    """CLI entry: ``args`` has baseline, current, tolerance, metrics, junit, markdown. Returns the exit code."""
+def regress(baseline: str | Path, current: str | Path, tolerance: float = 0.5, metrics: str = "primary", *,
+            junit: str | Path | None = None, markdown: str | Path | None = None) -> Comparison:
+    """:func:`compare`, with unusable input turned into a :class:`Comparison` that says why (exit
+    code 2), and the JUnit/Markdown reports written when asked. CI gets a report either way."""
     try:
-        cmp = compare(args.baseline, args.current, args.tolerance, args.metrics)
+        cmp = compare(baseline, current, tolerance, metrics)
     except RegressInputError as e:
-        cmp = _unusable(args.baseline, args.current, args.tolerance, args.metrics, str(e))
-    print(format_table(cmp))
-    if cmp.exit_code == 2:
-        print("hcbench regress: unusable input: " + "; ".join(cmp.not_comparable), file=sys.stderr)
-    if getattr(args, "junit", None):
-        atomic_write_bytes(args.junit, junit_xml(cmp))
-    if getattr(args, "markdown", None):
-        atomic_write_text(args.markdown, markdown_summary(cmp))
-    return cmp.exit_code
+        cmp = _unusable(baseline, current, tolerance, metrics, str(e))
+    if junit:
+        atomic_write_bytes(junit, junit_xml(cmp))
+    if markdown:
+        atomic_write_text(markdown, markdown_summary(cmp))
+    return cmp

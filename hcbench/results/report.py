@@ -21,8 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hcbench import __version__
+from hcbench.io import atomic_write_bytes, atomic_write_text
+from hcbench.results.fmt import significant
 from hcbench.results.leaderboard import Board, leaderboard_frame
-from hcbench.results.store import atomic_write_bytes, atomic_write_text
 from hcbench.results.table import CARD_LABELS, FAMILY_LABELS, Column, build_columns, family_runs, rank_cells
 
 FIGURES = ("radar", "scatter")
@@ -39,6 +40,10 @@ def _label(card: str) -> str:
 def _metric(board: Board, card: str) -> str:
     m = board.primary[card].replace("MR-2", "MR⁻²")
     return m + ("" if board.higher[card] else " ↓")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 # --------------------------------------------------------------------------- figures
@@ -59,11 +64,15 @@ def radar_figure(board: Board):
         if not board.higher[c]:
             oriented[c] = 1.0 - oriented[c]
     lo, hi = oriented.min(axis=0, skipna=True), oriented.max(axis=0, skipna=True)
+    absolute = len(board.backbones) == 1  # min-max of one value is degenerate: draw the value itself
     for i, b in enumerate(board.backbones):
         r = []
         for c in cards:
             v, a, z = oriented.loc[b, c], lo[c], hi[c]
-            r.append(math.nan if math.isnan(v) else 0.25 + 0.75 * ((v - a) / (z - a) if z > a else 1.0))
+            if absolute:
+                r.append(float(v))
+            else:
+                r.append(math.nan if math.isnan(v) else 0.25 + 0.75 * ((v - a) / (z - a) if z > a else 1.0))
         r_closed = np.array(r + r[:1])
         t_closed = np.append(angles, angles[0])
         color = _COLORS[i % len(_COLORS)]
@@ -77,11 +86,13 @@ def radar_figure(board: Board):
     ax.set_xticklabels([f"{_label(c)}\n{_metric(board, c)}" for c in cards], fontsize=8)
     ax.set_xlim(0, 2 * np.pi)  # a full circle, never autoscaled to a wedge
     ax.set_ylim(0, 1.08)
-    ax.set_yticks([0.25, 0.625, 1.0])
-    ax.set_yticklabels([])
+    ax.set_yticks([0.25, 0.5, 0.75, 1.0] if absolute else [0.25, 0.625, 1.0])
+    ax.set_yticklabels(["25", "50", "75", "100"] if absolute else [], fontsize=6, color="#666")
     ax.grid(alpha=0.4)
     ax.spines["polar"].set_alpha(0.3)
     for t, c in zip(angles, cards, strict=True):  # each spoke's range, worst at the inner ring and best at the rim
+        if absolute:
+            break
         vals = board.values[c].dropna()
         if len(vals):
             worst, best = (vals.min(), vals.max()) if board.higher[c] else (vals.max(), vals.min())
@@ -91,7 +102,8 @@ def radar_figure(board: Board):
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(3, len(board.backbones)), fontsize=8,
               frameon=False)
     suite = f" — {board.suite}" if board.suite else ""
-    ax.set_title(f"Primary metric per card{suite} (min–max per spoke)", pad=18)
+    scale = "% (lower-is-better as 100 − x)" if absolute else "min–max per spoke"
+    ax.set_title(f"Primary metric per card{suite} ({scale})", pad=18)
     return fig
 
 
@@ -240,7 +252,7 @@ def _table_html(board: Board, cols: list[Column]) -> str:
         p, g = board.params.get(b), board.gflops.get(b)
         cells = [f'<td data-v="{_e(b)}">{_e(b)}</td>',
                  f'<td data-v="{p / 1e6 if p is not None else ""}">{f"{p / 1e6:.1f}" if p is not None else "—"}</td>',
-                 f'<td data-v="{g if g is not None else ""}">{f"{g:.1f}" if g is not None else "—"}</td>']
+                 f'<td data-v="{g if g is not None else ""}">{significant(g)}</td>']
         for k, c in enumerate(cols):
             v = c.values[b]
             cls = ["mean"] if c.is_mean else []
@@ -262,6 +274,12 @@ def render_html(board: Board, cols: list[Column], svgs: dict[str, str], source: 
             "Family means are over a family's cards (shown for families with several cards), the overall mean over "
             "families; ↓ metrics (lower is better) enter means as 100 − x. "
             "* = mean over an incomplete row (missing cards are not counted). Click a header to sort.")
+    several = {b: board.seeds[b] for b in board.backbones if len(board.seeds.get(b, [])) > 1}
+    if several:
+        note += " Rows with several fine-tuning seeds show the mean over seeds (" + "; ".join(
+            f"{b}: seeds {', '.join(map(str, s))}" for b, s in several.items()) + ")."
+    if board.hidden:
+        note += " Not shown: " + "; ".join(f"{n} record(s) {r}" + (f" ({d})" if d else "") for r, n, d in board.hidden) + "."
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -269,7 +287,7 @@ def render_html(board: Board, cols: list[Column], svgs: dict[str, str], source: 
 <style>{_CSS}</style></head>
 <body>
 <header><h1>hcbench leaderboard — {_e(suite)}</h1>
-<p class="meta">tier {_e(board.tier)} · {len(board.backbones)} backbones · {len(board.cards)} cards ·
+<p class="meta">tier {_e(board.tier)} · {_count(len(board.backbones), "backbone")} · {_count(len(board.cards), "card")} ·
 generated {stamp} by hcbench {_e(__version__)}{f" from {_e(source)}" if source else ""}</p></header>
 <section id="leaderboard-section"><h2>Leaderboard</h2>
 <div class="wrap">{_table_html(board, cols)}</div>

@@ -40,6 +40,8 @@ class RunInfo(_Rec):
     seed: int
     started: str
     wall_s: float = Field(ge=0)
+    # process CPU time incl. reaped children (DataLoader workers); absent in records made before it existed
+    cpu_s: float | None = Field(None, ge=0)
     device: str
     world_size: int = Field(1, ge=1)
     hcbench: str

@@ -1,76 +1,56 @@
 """Writing and reading result records on disk.
 
-Layout: ``<root>/<suite>/<backbone>/<card>.json`` with predictions beside the record.
-Writes are atomic (temp file in the same folder, fsync, ``os.replace``) so a crash never
-leaves a half-written record and never clobbers a good one.
+Layout: ``<root>/<suite>/<backbone>/<card>[.<tier>][.s<seed>].json``, the run's effective
+configuration (``<stem>.config.json``) and predictions (``<stem>.predictions.<ext>``) beside it.
+The tier is left out when it is ``full`` and the seed when it is 0; a ``file:`` backbone's folder
+carries the first 8 hex digits of its checkpoint's sha256 (``file-model-1a2b3c4d``), so two
+checkpoints with one file name, or a checkpoint replaced in place, never share a record. Every
+field of a run's identity that can differ within one results folder is in the path, except the
+card's sha256: a changed card supersedes its old record (a stale record is re-run in place).
+Writes are atomic (:mod:`hcbench.io`: temp file in the same folder, fsync, ``os.replace``) so a
+crash never leaves a half-written record and never clobbers a good one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from hcbench.errors import UserError
+from hcbench.io import atomic_write_json
 from hcbench.results.schema import ResultRecord
 
 
-class RecordError(ValueError):
+class RecordError(UserError, ValueError):
     """A malformed result record; the message names the file."""
 
 
-def backbone_dirname(spec: str) -> str:
-    """A filesystem-safe folder name for a backbone spec (``timm:vit_tiny`` -> ``timm-vit_tiny``)."""
+def backbone_dirname(spec: str, checkpoint_sha256: str | None = None) -> str:
+    """A filesystem-safe folder name for a backbone spec (``timm:vit_tiny`` -> ``timm-vit_tiny``).
+
+    A ``file:`` spec is named by its file's stem plus the checkpoint's short sha256 when known
+    (``file:a/model.safetensors`` -> ``file-model-1a2b3c4d``): the stem alone is not an identity.
+    """
     kind, _, rest = spec.partition(":")
     if rest and kind == "file":
-        rest = Path(rest).stem
+        rest = Path(rest).stem + (f"-{checkpoint_sha256[:8]}" if checkpoint_sha256 else "")
     name = f"{kind}-{rest}" if rest else kind
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "backbone"
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o644 & ~umask)  # mkstemp creates 0600; results are meant to be shared/served
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def record_stem(card: str, tier: str = "full", seed: int = 0) -> str:
+    """``<card>[.<tier>][.s<seed>]``: the name shared by a run's record, config and predictions."""
+    return card + ("" if tier == "full" else f".{tier}") + ("" if seed == 0 else f".s{seed}")
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def record_path(root: str | Path, suite: str, backbone_spec: str, card: str) -> Path:
-    return Path(root) / suite / backbone_dirname(backbone_spec) / f"{card}.json"
+def record_path(root: str | Path, suite: str, backbone_spec: str, card: str, *, tier: str = "full", seed: int = 0,
+                checkpoint_sha256: str | None = None) -> Path:
+    """Where the record of (backbone, card, tier, seed) goes; see the module doc for the layout."""
+    return (Path(root) / suite / backbone_dirname(backbone_spec, checkpoint_sha256)
+            / f"{record_stem(card, tier, seed)}.json")
 
 
 def write_record(path: str | Path, record: ResultRecord) -> Path:

@@ -7,18 +7,17 @@ and metric ranges, that every card sha256 is the current resolved card for its t
 the manifest and the files agree exactly and, with ``rescore``, recomputes every metric from
 the shipped predictions against local ground truth.
 
-A bundle is untrusted input. Every entry is checked *before* anything is extracted (no
-absolute paths, ``..``, symlinks, duplicate names, encrypted or oversized entries, and no
-pickle-based file types); extraction goes into a fresh temporary folder only, and nothing is
-ever unpickled: records are JSON, arrays are read with ``np.load(allow_pickle=False)``.
+A bundle is untrusted input (``hcbench.results.bundle_io``). Every entry is checked *before*
+anything is extracted (no absolute paths, ``..``, symlinks, duplicate names, encrypted entries,
+zip-bomb compression ratios, and no pickle-based file types); extraction goes into a fresh
+temporary folder only, with a byte budget sized from the records' cards, and nothing is ever
+unpickled: records are JSON, arrays are read with ``np.load(allow_pickle=False)``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import re
 import shutil
 import stat
 import tempfile
@@ -27,22 +26,20 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from hcbench import __version__
+from hcbench.io import atomic_output, sha256_file
+from hcbench.results.bundle_io import (  # noqa: F401  (BundleError re-exported)
+    ALLOWED_SUFFIXES,
+    BundleError,
+    check_entries,
+    extract,
+)
+from hcbench.results.provenance import provenance_problems
 from hcbench.results.schema import ResultRecord
-from hcbench.results.store import RecordError, iter_record_files, load_records, read_record, sha256_file
+from hcbench.results.store import RecordError, iter_record_files, load_records, read_record
 
 BUNDLE_FORMAT = "hcbench.bundle/1"
 MANIFEST = "manifest.json"
-# what a bundle may carry: JSON, numpy arrays (read without pickles), masks and notes
-ALLOWED_SUFFIXES = frozenset({".json", ".npz", ".npy", ".png", ".txt", ".md", ".csv"})
-# formats that are (or may be) pickles: refused outright, never opened
-PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".bin", ".joblib", ".tar", ".pyc"})
-MAX_ENTRIES = 100_000
-MAX_TOTAL_BYTES = 16 << 30  # uncompressed; a zip bomb is refused before extraction
 RESCORE_ATOL = 1e-6  # metrics are recomputed from the same file; only float noise may differ
-
-
-class BundleError(ValueError):
-    """A bundle that cannot be packed."""
 
 
 # --------------------------------------------------------------------------- pack
@@ -93,18 +90,11 @@ def pack(results_dir: str | Path, out: str | Path, suite: str | None = None) -> 
         "cards": [{"name": n, "version": v, "tier": t, "sha256": s} for n, v, t, s in cards],
         "files": {arc: sha256_file(p) for arc, p in sorted(files.items())},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_output(out) as tmp:  # a half-written bundle never takes the target name
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             _add(zf, MANIFEST, json.dumps(manifest, indent=2).encode())
             for arc, path in sorted(files.items()):
                 _add(zf, arc, path)
-        os.replace(tmp, out)  # atomic: a half-written bundle never takes the target name
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out
 
 
@@ -117,62 +107,6 @@ def _add(zf: zipfile.ZipFile, arc: str, data: bytes | Path) -> None:
         return
     with open(data, "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
-
-
-# --------------------------------------------------------------------------- entry checks
-def check_entries(infos: list[zipfile.ZipInfo]) -> list[str]:
-    """Problems with the archive's entries themselves; any problem means: do not extract."""
-    problems: list[str] = []
-    seen: dict[str, str] = {}
-    total = 0
-    if len(infos) > MAX_ENTRIES:
-        return [f"bundle has {len(infos)} entries (limit {MAX_ENTRIES})"]
-    for info in infos:
-        name = info.filename
-        shown = name.encode("unicode_escape").decode()
-        parts = name.rstrip("/").split("/")
-        if "\x00" in name or "\\" in name:
-            problems.append(f"entry {shown!r}: backslash or NUL in the name")
-        elif name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-            problems.append(f"entry {shown!r}: absolute path")
-        elif ".." in parts:
-            problems.append(f"entry {shown!r}: '..' component escapes the bundle")
-        elif any(p in ("", ".") for p in parts):
-            problems.append(f"entry {shown!r}: empty or '.' path component")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            problems.append(f"entry {shown!r}: symbolic link")
-        if info.flag_bits & 0x1:
-            problems.append(f"entry {shown!r}: encrypted")
-        key = name.rstrip("/").casefold()  # case-insensitive file systems would merge these
-        if key in seen:
-            problems.append(f"entry {shown!r}: duplicate name (also {seen[key]!r})")
-        seen[key] = name
-        if info.is_dir():
-            continue
-        suffix = PurePosixPath(name).suffix.lower()
-        if suffix in PICKLE_SUFFIXES:
-            problems.append(f"entry {shown!r}: {suffix} files are pickles and are never loaded; "
-                            "ship predictions as JSON or numpy arrays")
-        elif suffix not in ALLOWED_SUFFIXES:
-            problems.append(f"entry {shown!r}: unsupported file type {suffix or '(none)'!r}")
-        total += info.file_size
-    if total > MAX_TOTAL_BYTES:
-        problems.append(f"bundle expands to {total} bytes (limit {MAX_TOTAL_BYTES})")
-    return problems
-
-
-def _extract(zf: zipfile.ZipFile, dest: Path) -> None:
-    base = dest.resolve()
-    for info in zf.infolist():
-        if info.is_dir():
-            continue
-        target = (base / info.filename).resolve()
-        if not target.is_relative_to(base):  # belt and braces after check_entries
-            raise BundleError(f"entry {info.filename!r} would be written outside the bundle folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # ZipExtFile stops at the declared size, so a lying header cannot grow a file further
-        with zf.open(info) as src, open(target, "xb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def _check_arrays(path: Path, rel: str) -> list[str]:
@@ -209,7 +143,7 @@ def validate(bundle: str | Path, rescore: bool = False, root: Path | None = None
             return [f"{bundle.name}: refused before extraction: {p}" for p in problems]
         with tempfile.TemporaryDirectory(prefix="hcbench-bundle-") as tmp:
             try:
-                _extract(zf, Path(tmp))
+                extract(zf, Path(tmp))
             except (BundleError, zipfile.BadZipFile, OSError, EOFError) as e:
                 return [f"{bundle.name}: cannot extract: {e}"]
             return [f"{bundle.name}: {p}" for p in _validate_tree(Path(tmp), rescore, root)]
@@ -295,6 +229,7 @@ def _validate_tree(tree: Path, rescore: bool, root: Path | None) -> list[str]:
     if not record_files:
         problems.append("no result records in the bundle")
     to_rescore = []
+    read_ok = []
     for path in record_files:
         rel = path.relative_to(tree).as_posix()
         try:
@@ -302,6 +237,7 @@ def _validate_tree(tree: Path, rescore: bool, root: Path | None) -> list[str]:
         except RecordError as e:
             problems.append(str(e).replace(str(path), rel))
             continue
+        read_ok.append((rel, path, rec))
         problems += _metric_problems(rel, rec)
         card, problem = _card_problem(rel, rec, manifest_cards)
         if problem:
@@ -321,6 +257,7 @@ def _validate_tree(tree: Path, rescore: bool, root: Path | None) -> list[str]:
             continue
         if card is not None:
             to_rescore.append((rel, rec, card, pred))
+    problems += provenance_problems(read_ok)
     if rescore:
         for rel, rec, card, pred in to_rescore:
             problems += rescore_record(rel, rec, card, pred, root)
@@ -328,18 +265,6 @@ def _validate_tree(tree: Path, rescore: bool, root: Path | None) -> list[str]:
 
 
 # --------------------------------------------------------------------------- rescore
-def dataset_root(dataset: str, root: Path | None) -> Path:
-    """As ``hcbench run`` resolves it: ``--root`` (one dataset's folder or a folder of datasets,
-    like ``$HCBENCH_DATA``), else ``$HCBENCH_DATA/<dataset>``."""
-    if root is not None:
-        root = Path(root)
-        return root / dataset if (root / dataset).is_dir() else root
-    env = os.environ.get("HCBENCH_DATA")
-    if env:
-        return Path(env) / dataset
-    raise FileNotFoundError(f"no ground truth for {dataset!r}: pass --root DIR or set $HCBENCH_DATA")
-
-
 def score_predictions(card, pred: Path, root: Path | None) -> tuple[dict[str, float], str | None]:
     """(metrics, local dataset fingerprint) of a predictions file against local ground truth.
 
@@ -347,17 +272,13 @@ def score_predictions(card, pred: Path, root: Path | None) -> tuple[dict[str, fl
     tier's ``eval_limit``), so the same predictions give the same numbers by construction.
     """
     from hcbench.adapters import get_adapter
+    from hcbench.data.cards import dataset_root
+    from hcbench.data.fingerprint import dataset_fingerprint
 
     adapter = get_adapter(card.family)
     data = dataset_root(card.dataset.name, root)
     _, split = adapter.build_data(card, data, "eval", limit=card.schedule.eval_limit)
-    try:
-        from hcbench.engine.runner import dataset_fingerprint
-
-        fingerprint = dataset_fingerprint(split, data)
-    except ImportError:  # the engine is optional for re-scoring; skip the ground-truth identity check
-        fingerprint = None
-    return adapter.score(pred, split, card), fingerprint
+    return adapter.score(pred, split, card), dataset_fingerprint(split, data)
 
 
 def rescore_record(rel: str, rec: ResultRecord, card, pred: Path, root: Path | None) -> list[str]:

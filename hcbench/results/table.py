@@ -11,16 +11,35 @@ The table is a pure function of the records (via :func:`leaderboard_frame`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hcbench.cards import CardError, get_card, higher_is_better
+from hcbench.results.fmt import significant
 from hcbench.results.leaderboard import Board, leaderboard_frame
-from hcbench.results.store import load_records
 
-FAMILY_LABELS = {"pose": "Pose", "parsing": "Parsing", "detection": "Detection", "reid": "ReID",
-                 "attributes": "Attributes"}
+
+class _FamilyLabels(Mapping[str, str]):
+    """Family name -> table heading, read from the family registry (``Family.label``) when used."""
+
+    @staticmethod
+    def _labels() -> dict[str, str]:
+        from hcbench.families.base import families
+
+        return {f.name: f.label for f in families()}
+
+    def __getitem__(self, family: str) -> str:
+        return self._labels()[family]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._labels())
+
+    def __len__(self) -> int:
+        return len(self._labels())
+
+
+FAMILY_LABELS: Mapping[str, str] = _FamilyLabels()
 # Paper-style column labels for the HCB-15 cards (and the usual extensions); other cards
 # show their own name.
 CARD_LABELS = {
@@ -33,10 +52,10 @@ CARD_LABELS = {
 }
 _METRIC_LATEX = {"MR-2": r"MR$^{-2}$", "AP50": r"AP$_{50}$", "AP75": r"AP$_{75}$", "APm": r"AP$_{M}$",
                  "APl": r"AP$_{L}$", "accuracy": "Acc", "precision": "Prec", "recall": "Rec", "pixel_acc": "pAcc",
-                 "mean_acc": "mAcc"}
+                 "mean_acc": "mAcc", "rank1": "R1", "rank5": "R5", "rank10": "R10"}
 _METRIC_MD = {"MR-2": "MR⁻²", "AP50": "AP<sub>50</sub>", "AP75": "AP<sub>75</sub>", "APm": "AP<sub>M</sub>",
               "APl": "AP<sub>L</sub>", "accuracy": "Acc", "precision": "Prec", "recall": "Rec", "pixel_acc": "pAcc",
-              "mean_acc": "mAcc"}
+              "mean_acc": "mAcc", "rank1": "R1", "rank5": "R5", "rank10": "R10"}
 MISSING = {"latex": "--", "markdown": "–"}
 
 
@@ -87,24 +106,24 @@ def _card_metrics(card: str, primary: str, seen: set[str]) -> list[str]:
     return [primary] + [m for m in ordered if m != primary]
 
 
-def _all_metric_values(results: Path, board: Board) -> dict[tuple[str, str], dict[str, float]]:
-    """Every metric per (backbone, card), averaged over seeds, with the board's tier and records."""
-    sums: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for _, r in load_records(results, board.suite):
-        if r.status != "ok" or r.card.tier != board.tier:
-            continue
-        cell = sums.setdefault((r.backbone.spec, r.card.name), {})
-        for m, v in r.metrics.items():
-            if v is not None:
-                cell.setdefault(m, []).append(v)
-    return {k: {m: sum(vs) / len(vs) for m, vs in cell.items()} for k, cell in sums.items()}
+def _all_metric_values(board: Board) -> dict[tuple[str, str], dict[str, float]]:
+    """Every metric per (row, card), averaged over the same records (seeds) as the board's cell."""
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for key, recs in board.cell_records.items():
+        cell: dict[str, list[float]] = {}
+        for r in recs:
+            for m, v in r.metrics.items():
+                if v is not None:
+                    cell.setdefault(m, []).append(v)
+        out[key] = {m: sum(vs) / len(vs) for m, vs in cell.items()}
+    return out
 
 
 def build_columns(results: str | Path, board: Board, backbones: list[str], metrics: str = "primary") -> list[Column]:
     """The table's numeric columns in print order: per family its cards, then its mean; then the overall mean."""
     if metrics not in ("primary", "all"):
         raise ValueError(f"--metrics must be 'primary' or 'all', not {metrics!r}")
-    allv = _all_metric_values(Path(results), board) if metrics == "all" else {}
+    allv = _all_metric_values(board) if metrics == "all" else {}
     cols: list[Column] = []
     families = list(board.family_means.columns)
     for fam in families:
@@ -120,7 +139,7 @@ def build_columns(results: str | Path, board: Board, backbones: list[str], metri
                     vals = {b: float(board.values.loc[b, card]) for b in backbones}
                 else:
                     vals = {b: allv.get((b, card), {}).get(m, math.nan) for b in backbones}
-                cols.append(Column(fam, card, m, higher_is_better(m), vals))
+                cols.append(Column(fam, card, m, higher_is_better(m, fam), vals))
         if len(cards) > 1:  # a one-card family's mean would just repeat (or invert) that card
             vals = {b: float(board.family_means.loc[b, fam]) for b in backbones}
             starred = {b for b in backbones if not board.family_complete(b, fam) and not math.isnan(vals[b])}
@@ -212,6 +231,11 @@ def _notes(board: Board, rows: list[str], cols: list[Column], fmt: str) -> list[
         minus = "$100 - x$" if fmt == "latex" else "100 − x"
         extra = f"; {arrow} metrics (lower is better) enter as {minus}" if lower else ""
         notes[-1] += f" Means are over the primary metrics{extra}."
+    several = {b: board.seeds.get(b, []) for b in rows if len(board.seeds.get(b, [])) > 1}
+    if several:
+        esc = _latex_escape if fmt == "latex" else _md_escape
+        what = "; ".join(f"{esc(b)}: seeds {', '.join(map(str, s))}" for b, s in several.items())
+        notes.append(f"Mean over fine-tuning seeds ({what}).")
     missing = _missing(board, rows)
     if missing:
         esc = _latex_escape if fmt == "latex" else _md_escape
@@ -270,7 +294,7 @@ def _latex(board: Board, rows: list[str], cols: list[Column], metrics: str) -> s
     for r, b in enumerate(rows):
         params = board.params.get(b)
         cells = [_latex_escape(b), _num(params / 1e6 if params is not None else None) or "--",
-                 _num(board.gflops.get(b)) or "--"]
+                 significant(board.gflops.get(b), missing="--")]
         cells += [_cell(c.values[b], ranks[k][r], b in c.starred, "latex") for k, c in enumerate(cols)]
         body.append(" & ".join(cells) + r" \\")
 
@@ -315,7 +339,7 @@ def _markdown(board: Board, rows: list[str], cols: list[Column]) -> str:
     for r, b in enumerate(rows):
         params = board.params.get(b)
         cells = [_md_escape(b), _num(params / 1e6 if params is not None else None) or MISSING["markdown"],
-                 _num(board.gflops.get(b)) or MISSING["markdown"]]
+                 significant(board.gflops.get(b), missing=MISSING["markdown"])]
         cells += [_cell(c.values[b], ranks[k][r], b in c.starred, "markdown") for k, c in enumerate(cols)]
         lines.append("| " + " | ".join(cells) + " |")
     fams = " · ".join(f"{FAMILY_LABELS.get(f, f)}: {', '.join(_card_label(c) for c in board.cards if board.families[c] == f)}"

@@ -8,6 +8,15 @@ pixels. ``write_suite`` writes five datasets (``synth_pose``, ``synth_parsing``,
 readers read them back.
 """
 
-from hcbench.synth.suite import DATASETS, SIZES, write_suite
+from hcbench.synth.suite import suite_counts, synth_specs, write_suite
 
-__all__ = ["DATASETS", "SIZES", "write_suite"]
+
+def __getattr__(name: str):  # DATASETS / SIZES are read from the family registry when asked for
+    if name in ("DATASETS", "SIZES"):
+        from hcbench.synth import suite
+
+        return getattr(suite, name)
+    raise AttributeError(name)
+
+
+__all__ = ["DATASETS", "SIZES", "suite_counts", "synth_specs", "write_suite"]

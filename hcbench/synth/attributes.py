@@ -95,3 +95,48 @@ def _fixed_mat_header(path: Path) -> None:
     if data[:10] == b"MATLAB 5.0":
         data[:116] = text.ljust(116, b" ")
         path.write_bytes(bytes(data))
+
+
+# --------------------------------------------------------------------------- zero-shot split
+ZS_NAME = "synth_attr_zs"
+ZS_SPLIT_FILE = "dataset_zs_run0.pkl"
+
+
+def write_attributes_zs(root: Path, counts: dict[str, int], seed: int, keep: int = 0) -> dict:
+    """synth_attr_zs: several crops per identity (one appearance, new pose and view each time),
+    identities disjoint across train / val / test as in the PETA-zs / RAP-zs protocol, written as a
+    Rethinking-of-PAR dataset pickle (``dataset_zs_run0.pkl``, format ``par_pickle``) with the
+    images in ``images/``. ``counts``: ``train_ids``, ``val_ids``, ``test_ids``, ``imgs_per_id``.
+    Labels are read off each rendered image (an accessory hidden in one view is a 0 there)."""
+    from hcbench.data.readers.par_pickle import write_par_pickle
+
+    root = Path(root)
+    names: list[str] = []
+    labels: list[np.ndarray] = []
+    pids: list[int] = []
+    partition: dict[str, list[int]] = {}
+    shown: dict[str, list[dict]] = {}
+    pid = 0
+    for split in ("train", "val", "test"):
+        rng = split_rng(seed, ZS_NAME, split)
+        partition[split], shown[split] = [], []
+        for _ in range(int(counts[f"{split}_ids"])):
+            app = _appearance(rng)
+            for _ in range(int(counts["imgs_per_id"])):
+                h = int(rng.integers(120, 145))
+                w = int(round(h * rng.uniform(0.42, 0.55)))
+                pose = sample_pose(rng)
+                shot = person_crop(rng, h, w, app, pose, height_frac=(0.8, 0.93), x_jitter=0.05)
+                lab = attribute_labels(app, pose, shot.people[0])
+                name = f"{len(names) + 1:06d}.jpg"
+                write_image(root / "images" / name, shot.image)
+                partition[split].append(len(names))
+                names.append(name)
+                labels.append(lab)
+                pids.append(pid)
+                if len(shown[split]) < keep:
+                    shown[split].append({"image": shot.image, "labels": lab})
+            pid += 1
+    lab_arr = np.stack(labels) if labels else np.zeros((0, len(ATTRIBUTES)), np.uint8)
+    write_par_pickle(root / ZS_SPLIT_FILE, names, lab_arr, ATTRIBUTES, partition, eval_idx=range(len(ATTRIBUTES)))
+    return {"names": names, "labels": lab_arr, "pids": np.asarray(pids), "partition": partition, "shown": shown}

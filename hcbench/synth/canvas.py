@@ -30,6 +30,8 @@ class PersonRender:
     visible_area: float  # visible body pixels
     full_area: float  # body pixels when drawn alone (for the visible fraction)
     part_pixels: dict[str, float]  # visible pixels per part name (accessories included)
+    # the figure's 116 whole-body points after the body's 17 (feet, face, hands): x, y, v
+    wholebody: np.ndarray | None = None
 
 
 class Canvas:
@@ -121,7 +123,8 @@ class Canvas:
             rgb[ys, xs] = dark.astype(np.uint8)
 
     # ------------------------------------------------------------------ measurements
-    def measure(self, full_area: bool | set[int] = False, keypoints: bool = True) -> list[PersonRender]:
+    def measure(self, full_area: bool | set[int] = False, keypoints: bool = True,
+                wholebody: bool = False) -> list[PersonRender]:
         """Per-person boxes, areas, part pixel counts and keypoint visibility; ``full_area`` (all,
         or a set of person indices) also rasterises each person alone, for the visible fraction
         of occluded people. With ``keypoints=False`` visibility is not computed (v stays 0)."""
@@ -153,7 +156,25 @@ class Canvas:
                 visible_area=float(area[k + 1]),
                 full_area=self._solo_area(fig) if full_area is True or (full_area and k in full_area)
                 else float("nan"),
-                part_pixels=parts[k]))
+                part_pixels=parts[k],
+                wholebody=self._wholebody_visibility(k, fig, ids) if wholebody and "wb_xy" in fig.extra else None))
+        return out
+
+    def _wholebody_visibility(self, k: int, fig: Figure, ids: np.ndarray) -> np.ndarray:
+        """Whole-body points: v=2 when a pixel next to the point shows the part it lies on (shoe,
+        face, hand) of this person, v=1 when something hides it, v=0 outside the image or when
+        the figure does not draw the part (a face turned away)."""
+        ss = self.ss
+        H, W = ids.shape
+        xy, parts, labelled = fig.extra["wb_xy"], fig.extra["wb_parts"], fig.extra["wb_labelled"]
+        out = np.zeros((len(xy), 3), np.float32)
+        for j, (x, y) in enumerate(xy):
+            if not labelled[j] or not (0 <= x < self.w and 0 <= y < self.h):
+                continue
+            cx, cy = int(x * ss), int(y * ss)
+            win = ids[max(cy - 1, 0):min(cy + 2, H), max(cx - 1, 0):min(cx + 2, W)].ravel()
+            seen = any(pid and self.pieces[pid].person == k and self.pieces[pid].part in parts[j] for pid in win)
+            out[j] = (x, y, 2 if seen else 1)
         return out
 
     def _solo_area(self, fig: Figure) -> float:

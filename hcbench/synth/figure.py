@@ -81,8 +81,11 @@ class Figure:
 
     def placed(self, scale: float, offset) -> Figure:
         off = np.asarray(offset, float)
+        extra = dict(self.extra)
+        if "wb_xy" in extra:  # the whole-body points move with the figure
+            extra["wb_xy"] = extra["wb_xy"] * scale + off
         return replace(self, pieces=[p.transformed(scale, off) for p in self.pieces],
-                       keypoints=self.keypoints * scale + off)
+                       keypoints=self.keypoints * scale + off, extra=extra)
 
     def fit(self, box) -> Figure:
         """Scale and translate so the body extent's height fills ``box`` [x0, y0, x1, y1] (centred in x)."""
@@ -207,10 +210,12 @@ def build_figure(app: Appearance, pose: Pose) -> Figure:
     head_yaw = np.radians(pose.yaw + pose.head_yaw)
     down = np.array([-np.sin(np.radians(pose.roll)), np.cos(np.radians(pose.roll))])
     cos_h = float(np.cos(head_yaw))
+    face_frame = None
     if cos_h > -0.2:
         hw = hr * (0.45 + 0.37 * max(cos_h, 0.0))
         c = P["head"] + fwd2[0] * 0.4 * hr + down * 0.18 * hr
         add(Piece([_ellipse(c, hw, 0.78 * hr, np.radians(pose.roll + pose.head_roll))], FACE, app.skin, "face", 0.201))
+        face_frame = (c, hw, 0.78 * hr, np.radians(pose.roll + pose.head_roll))
     if D["nose"] - D["head"] > 0.25 * hr:  # a small profile/front nose: the nose keypoint's own pixels
         add(Piece([_circle(P["nose"], 0.13 * hr, 8)], FACE, app.skin, "nose", 0.202))
     for s, name in (("l", "left_eye"), ("r", "right_eye")):
@@ -312,7 +317,80 @@ def build_figure(app: Appearance, pose: Pose) -> Figure:
 
     kp_xy = np.stack([P[n] for n in _KP_SOURCES])
     kp_d = np.array([D[n] for n in _KP_SOURCES])
-    return Figure(pieces, kp_xy, kp_d, app, pose, {"head_r": hr})
+    wb_xy, wb_parts, wb_labelled = wholebody_points(P, face_frame, b.limb)
+    return Figure(pieces, kp_xy, kp_d, app, pose, {"head_r": hr, "wb_xy": wb_xy, "wb_parts": wb_parts,
+                                                   "wb_labelled": wb_labelled})
+
+
+# ----------------------------------------------------------------------------- whole-body points
+# COCO-WholeBody's 68 face points in the face ellipse's unit frame (x across, image-left = the
+# subject's right as in a frontal photograph; y down), in the iBUG-68 order its annotations use:
+# jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, outer lips 48-59, inner lips 60-67.
+def _face_template() -> np.ndarray:
+    t = np.linspace(0.0, np.pi, 17)
+    jaw = np.stack([-0.95 * np.cos(t), 0.1 + 0.85 * np.sin(t)], 1)
+    brow_x = np.linspace(-0.75, -0.15, 5)
+    brows = np.concatenate([np.stack([brow_x, -0.38 - 0.06 * np.sin(np.linspace(0, np.pi, 5))], 1),
+                            np.stack([-brow_x[::-1], -0.38 - 0.06 * np.sin(np.linspace(0, np.pi, 5))], 1)])
+    nose = np.array([[0, -0.25], [0, -0.12], [0, 0.0], [0, 0.12], [-0.2, 0.22], [-0.1, 0.25], [0, 0.27],
+                     [0.1, 0.25], [0.2, 0.22]])
+    eye = np.array([[-0.18, 0.0], [-0.06, -0.06], [0.06, -0.06], [0.18, 0.0], [0.06, 0.05], [-0.06, 0.05]])
+    right_eye = eye + [-0.4, -0.15]
+    left_eye = np.array([[-0.18, 0.0], [-0.06, -0.06], [0.06, -0.06], [0.18, 0.0], [0.06, 0.05], [-0.06, 0.05]])
+    left_eye = left_eye + [0.4, -0.15]
+    mouth = np.array([[-0.35, 0.45], [-0.2, 0.4], [-0.08, 0.38], [0, 0.39], [0.08, 0.38], [0.2, 0.4], [0.35, 0.45],
+                      [0.2, 0.53], [0.08, 0.56], [0, 0.57], [-0.08, 0.56], [-0.2, 0.53],
+                      [-0.25, 0.45], [-0.1, 0.43], [0, 0.43], [0.1, 0.43], [0.25, 0.45], [0.1, 0.49], [0, 0.5],
+                      [-0.1, 0.49]])
+    return np.concatenate([jaw, brows, nose, right_eye, left_eye, mouth])
+
+
+FACE_TEMPLATE = _face_template()  # (68, 2)
+WB_EXTRA = 6 + 68 + 21 + 21  # points after the 17 body keypoints
+
+
+def wholebody_points(P: dict[str, np.ndarray], face_frame, limb: float
+                     ) -> tuple[np.ndarray, tuple[frozenset[str], ...], np.ndarray]:
+    """The 116 COCO-WholeBody points after the body's 17 (feet, face, left hand, right hand) where
+    the figure draws them: on the shoe capsules, on the face ellipse, fanned over the hand discs.
+    Returns (116, 2) image-unit points, the parts whose pixels show each point, and which points
+    are labelled at all (no face points when the face is turned away and not drawn)."""
+    xy = np.zeros((WB_EXTRA, 2))
+    parts: list[frozenset[str]] = []
+    labelled = np.ones(WB_EXTRA, bool)
+    sole = np.array([0.0, 0.018])
+    i = 0
+    for s in "lr":  # big toe, small toe, heel (COCO-WholeBody's foot order: left side first)
+        an, toe = P[f"{s}_ankle"] + sole * 0.5, P[f"{s}_toe"] + sole
+        d = toe - an
+        d = d / max(float(np.hypot(*d)), 1e-9)
+        perp = np.array([-d[1], d[0]])
+        r = 0.024 * limb
+        xy[i:i + 3] = [toe + d * 0.6 * r + perp * 0.3 * r, toe + perp * -0.5 * r, an - d * 0.7 * r]
+        parts += [frozenset({f"{s}_shoe"})] * 3
+        i += 3
+    if face_frame is not None:
+        c, rx, ry, ang = face_frame
+        ca, sa = np.cos(ang), np.sin(ang)
+        xy[i:i + 68] = (FACE_TEMPLATE * (rx, ry)) @ np.array([[ca, sa], [-sa, ca]]) + c
+    else:
+        labelled[i:i + 68] = False
+    parts += [frozenset({"face", "nose", "l_eye", "r_eye"})] * 68
+    i += 68
+    for s, side in (("l", 1.0), ("r", -1.0)):  # root, then thumb, fore, middle, ring, pinky (4 each)
+        wr, hd = P[f"{s}_wrist"], P[f"{s}_hand"]
+        centre, r = 0.5 * (wr + hd), 0.025 * limb
+        d = hd - wr
+        d = d / max(float(np.hypot(*d)), 1e-9)
+        perp = np.array([-d[1], d[0]]) * side
+        xy[i] = centre - d * 0.8 * r
+        for f, spread in enumerate((0.9, 0.45, 0.0, -0.4, -0.8)):
+            fd = d * np.cos(spread) + perp * np.sin(spread)
+            for j in range(4):
+                xy[i + 1 + 4 * f + j] = centre - d * 0.3 * r + fd * (0.35 + 0.2 * j) * r
+        parts += [frozenset({f"{s}_hand"})] * 21
+        i += 21
+    return xy, tuple(parts), labelled
 
 
 def _joint_name(keypoint: str) -> str:

@@ -1,4 +1,8 @@
-"""Contact sheets of the synthetic data with its annotations drawn on (to look at, not to train on)."""
+"""Contact sheets of the synthetic data with its annotations drawn on (to look at, not to train on).
+
+Every sheet ends with a legend strip that says what each colour and marker means (the ``*_LEGEND``
+constants below are the single place those colours are named).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,44 @@ LIP_PALETTE = np.array([
     (85, 85, 0), (0, 85, 85), (85, 51, 0), (52, 86, 128), (0, 128, 0), (0, 0, 255), (51, 170, 221),
     (0, 255, 255), (85, 255, 170), (170, 255, 85), (255, 255, 0), (255, 170, 0)], np.uint8)
 ZOOM = 2
+
+Legend = Sequence[tuple[tuple[int, int, int] | None, str]]  # (swatch colour or None for text only, label)
+POSE_LEGEND: Legend = [((255, 220, 0), "person box"), ((0, 200, 255), "skeleton"),
+                       ((0, 255, 0), "keypoint visible (v=2)"), ((255, 0, 0), "keypoint occluded (v=1)")]
+WHOLEBODY_LEGEND: Legend = [((255, 160, 0), "feet"), ((255, 255, 255), "face"), ((255, 0, 255), "hands")]
+DETECTION_LEGEND: Legend = [((0, 255, 0), "full body box"), ((0, 120, 255), "visible box"),
+                            ((255, 230, 0), "head box"), ((255, 0, 0), "ignore region")]
+PARSING_LEGEND: Legend = [(None, "each tile: image | overlay | label map"), *(
+    (tuple(int(v) for v in LIP_PALETTE[i]), f"class {i}") for i in range(1, len(LIP_PALETTE)))]
+REID_LEGEND: Legend = [(None, "one row per identity; caption: identity id, camera cN")]
+ATTRIBUTE_LEGEND: Legend = [(None, "under each crop: its positive attributes")]
+
+
+def with_legend(sheet: Image.Image, entries: Legend, bg=(24, 24, 24)) -> Image.Image:
+    """``sheet`` with a legend strip below it: a colour swatch and a label per entry, wrapped to
+    the sheet's width."""
+    font_h, sw, gap = 11, 10, 14
+    d0 = ImageDraw.Draw(sheet)
+    widths = [(sw + 4 if colour is not None else 0) + int(d0.textlength(label)) for colour, label in entries]
+    width = max(sheet.width, max(widths, default=0) + 8)
+    lines, x = [[]], 4
+    for entry, w in zip(entries, widths, strict=True):
+        if x + w > width - 4 and lines[-1]:
+            lines.append([])
+            x = 4
+        lines[-1].append((entry, x))
+        x += w + gap
+    out = Image.new("RGB", (width, sheet.height + 6 + (font_h + 4) * len(lines)), bg)
+    out.paste(sheet, (0, 0))
+    d = ImageDraw.Draw(out)
+    for k, line in enumerate(lines):
+        y = sheet.height + 4 + (font_h + 4) * k
+        for (colour, label), x in line:
+            if colour is not None:
+                d.rectangle([x, y + 1, x + sw - 1, y + sw], fill=colour, outline=(200, 200, 200))
+                x += sw + 4
+            d.text((x, y), label, fill=(230, 230, 230))
+    return out
 
 
 def _grid(tiles: Sequence[Image.Image], cols: int, pad: int = 4, bg=(24, 24, 24)) -> Image.Image:
@@ -41,20 +83,26 @@ def _rect(d: ImageDraw.ImageDraw, box, color, z: int = ZOOM, width: int = 2) -> 
 
 def pose_sheet(items: Sequence[dict], path: Path) -> Path:
     tiles = []
+    wholebody = False
     for it in items:
         im = _zoom(it["image"])
         d = ImageDraw.Draw(im)
         _rect(d, it["bbox"], (255, 220, 0), width=1)
         kp = np.asarray(it["keypoints"], float)
+        wholebody |= len(kp) > 17
         for a, b in COCO_SKELETON:
             if kp[a, 2] > 0 and kp[b, 2] > 0:
                 d.line([tuple(kp[a, :2] * ZOOM), tuple(kp[b, :2] * ZOOM)], fill=(0, 200, 255), width=2)
-        for x, y, v in kp:
+        for j, (x, y, v) in enumerate(kp):
             if v > 0:
                 c = (0, 255, 0) if v == 2 else (255, 0, 0)
-                d.ellipse([x * ZOOM - 3, y * ZOOM - 3, x * ZOOM + 3, y * ZOOM + 3], fill=c, outline=(0, 0, 0))
+                r = 3 if j < 17 else 1  # whole-body points (feet, face, hands) as small dots
+                if j >= 17 and v == 2:
+                    c = (255, 160, 0) if j < 23 else (255, 255, 255) if j < 91 else (255, 0, 255)
+                d.ellipse([x * ZOOM - r, y * ZOOM - r, x * ZOOM + r, y * ZOOM + r], fill=c,
+                          outline=(0, 0, 0) if j < 17 else None)
         tiles.append(im)
-    return _save(_grid(tiles, 6), path)
+    return _save(with_legend(_grid(tiles, 6), [*POSE_LEGEND, *(WHOLEBODY_LEGEND if wholebody else [])]), path)
 
 
 def parsing_sheet(items: Sequence[dict], path: Path) -> Path:
@@ -64,7 +112,7 @@ def parsing_sheet(items: Sequence[dict], path: Path) -> Path:
         col = LIP_PALETTE[np.minimum(lab, len(LIP_PALETTE) - 1)]
         over = np.where((lab > 0)[..., None], (0.35 * img + 0.65 * col), img).astype(np.uint8)
         tiles.append(_zoom(np.concatenate([img, over, col], axis=1)))
-    return _save(_grid(tiles, 3), path)
+    return _save(with_legend(_grid(tiles, 3), PARSING_LEGEND), path)
 
 
 def detection_sheet(items: Sequence[dict], path: Path) -> Path:
@@ -81,7 +129,7 @@ def detection_sheet(items: Sequence[dict], path: Path) -> Path:
             _rect(d, f, (0, 255, 0))
             _rect(d, hb, (255, 230, 0), width=1)
         tiles.append(im)
-    return _save(_grid(tiles, 3), path)
+    return _save(with_legend(_grid(tiles, 3), DETECTION_LEGEND), path)
 
 
 def reid_sheet(shown: dict[int, list[tuple[np.ndarray, int]]], path: Path) -> Path:
@@ -94,7 +142,7 @@ def reid_sheet(shown: dict[int, list[tuple[np.ndarray, int]]], path: Path) -> Pa
             ImageDraw.Draw(im).text((3, 2), f"{pid} c{cam + 1}", fill=(255, 255, 255))
             tiles.append(im)
         rows.append(_grid(tiles, len(tiles)))
-    return _save(_grid(rows, 1, pad=0), path)
+    return _save(with_legend(_grid(rows, 1, pad=0), REID_LEGEND), path)
 
 
 def attribute_sheet(items: Sequence[dict], names: Sequence[str], path: Path) -> Path:
@@ -109,7 +157,7 @@ def attribute_sheet(items: Sequence[dict], names: Sequence[str], path: Path) -> 
         for k, n in enumerate(on):
             d.text((2, im.height + 2 + 11 * k), n, fill=(230, 230, 230))
         tiles.append(cap)
-    return _save(_grid(tiles, 8), path)
+    return _save(with_legend(_grid(tiles, 8), ATTRIBUTE_LEGEND), path)
 
 
 def _save(im: Image.Image, path: Path) -> Path:

@@ -35,13 +35,14 @@ def person_crop(rng: np.random.Generator, h: int, w: int, app: Appearance, pose:
                 style: Style | None = None, height_frac: tuple[float, float] = (0.72, 0.92),
                 x_jitter: float = 0.08, truncate_p: float = 0.0, occlude_p: float = 0.0,
                 light_jitter: float = 0.08, noise: tuple[float, float] = (1.0, 6.0),
-                quality: float = 1.0, fit_width: bool = True, measure: bool = True) -> Shot:
+                quality: float = 1.0, fit_width: bool = True, measure: bool = True, wholebody: bool = False) -> Shot:
     """One person roughly centred in an ``h`` x ``w`` image.
 
     ``truncate_p``: chance that the body is pushed partly out of the frame (keypoints outside
     get v=0); ``occlude_p``: chance of a foreground object in front (v=1 where it hides a
     joint); ``quality`` < 1 renders smaller and upsamples (a low-resolution camera);
-    ``measure=False`` skips the per-person measurements (``people`` is then empty).
+    ``measure=False`` skips the per-person measurements (``people`` is then empty);
+    ``wholebody=True`` also measures the figure's feet, face and hand points (``PersonRender.wholebody``).
     """
     rh, rw = (max(int(round(h * quality)), 16), max(int(round(w * quality)), 8)) if quality < 1 else (h, w)
     fig = build_figure(app, pose)
@@ -71,7 +72,7 @@ def person_crop(rng: np.random.Generator, h: int, w: int, app: Appearance, pose:
     style = style or sample_style(rng)
     img, labels = canvas.render(background(rng, rh, rw, style), light_field(rng, rh, rw, style, light_jitter),
                                 float(rng.uniform(*noise)), rng)
-    people = canvas.measure() if measure else []
+    people = canvas.measure(wholebody=wholebody) if measure else []
     if quality < 1:
         # a low-resolution camera: upsample the small render; annotations are not used by callers
         img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))

@@ -1,4 +1,8 @@
-"""``write_suite``: the five synthetic datasets, each in its real on-disk format, from one seed."""
+"""``write_suite``: the synthetic datasets, each in its real on-disk format, from one seed.
+
+The datasets, their record counts per size tier, writers and previews are declared by the
+registered families (``Family.synthetic``), so a plugin family's synthetic data is written too.
+"""
 
 from __future__ import annotations
 
@@ -6,88 +10,61 @@ import json
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-DATASETS = ("synth_pose", "synth_parsing", "synth_reid", "synth_attr", "synth_det")
+from hcbench.registry import FAMILIES, load_ref
 
-# Records per split. ``reid`` is (train ids, images per train id, test ids).
-SIZES: dict[str, dict] = {
-    "smoke": {
-        "synth_pose": {"train": 400, "val": 100},
-        "synth_parsing": {"train": 300, "val": 60},
-        "synth_reid": {"train_ids": 60, "imgs_per_id": 6, "test_ids": 30},
-        "synth_attr": {"train": 600, "val": 100, "test": 200},
-        "synth_det": {"train": 200, "val": 50},
-    },
-    "small": {
-        "synth_pose": {"train": 1800, "val": 400},
-        "synth_parsing": {"train": 1400, "val": 270},
-        "synth_reid": {"train_ids": 270, "imgs_per_id": 6, "test_ids": 130},
-        "synth_attr": {"train": 2700, "val": 450, "test": 900},
-        "synth_det": {"train": 900, "val": 220},
-    },
-}
 PREVIEW_PER_SPLIT = 6
+
+# a hcbench.families.base.SynthDataset; families sit above synth (they use its writers), so
+# this module reaches them through the registry only
+SynthDataset = Any
+
+
+def synth_specs() -> dict[str, SynthDataset]:
+    """Every registered family's synthetic datasets (``Family.synthetic``), in family order."""
+    out: dict[str, SynthDataset] = {}
+    for fam in sorted((e.obj for e in FAMILIES), key=lambda f: (f.order, f.name)):
+        for spec in fam.synthetic:
+            if spec.name in out:
+                raise ValueError(f"synthetic dataset {spec.name!r} is declared by two families")
+            out[spec.name] = spec
+    return out
+
+
+def __getattr__(name: str):  # DATASETS / SIZES follow the registry (plugin families included)
+    if name == "DATASETS":
+        return tuple(synth_specs())
+    if name == "SIZES":
+        sizes: dict[str, dict] = {}
+        for spec in synth_specs().values():
+            for tier, counts in spec.sizes.items():
+                sizes.setdefault(tier, {})[spec.name] = dict(counts)
+        return sizes
+    raise AttributeError(name)
 
 
 def suite_counts(size: str = "smoke", fraction: float = 1.0) -> dict[str, dict[str, int]]:
     """The counts of a size tier, optionally scaled down (tests) -- every count stays >= 2."""
-    if size not in SIZES:
-        raise ValueError(f"unknown synthetic suite size {size!r}; choose one of {sorted(SIZES)}")
+    specs = synth_specs()
+    tiers = sorted({t for s in specs.values() for t in s.sizes})
+    if size not in tiers:
+        raise ValueError(f"unknown synthetic suite size {size!r}; choose one of {tiers}")
     out = {}
-    for name, c in SIZES[size].items():
-        out[name] = {k: (v if k == "imgs_per_id" else max(2, int(round(v * fraction)))) for k, v in c.items()}
+    for name, spec in specs.items():
+        c = spec.sizes.get(size)
+        if c is None:
+            raise ValueError(f"synthetic dataset {name!r} has no {size!r} size")
+        out[name] = {k: (v if k in spec.unscaled else max(2, int(round(v * fraction)))) for k, v in c.items()}
     return out
 
 
-def _write_one(name: str, root: Path, counts: dict[str, int], seed: int, keep: int, preview: Path | None) -> dict:
-    if name == "synth_pose":
-        from hcbench.synth.pose import write_pose
-        from hcbench.synth.preview import pose_sheet
-
-        shown = write_pose(root, counts, seed, keep)
-        if preview:
-            for split, items in shown.items():
-                pose_sheet(items, preview / f"{name}_{split}.png")
-        return {}
-    if name == "synth_parsing":
-        from hcbench.synth.parsing import write_parsing
-        from hcbench.synth.preview import parsing_sheet
-
-        shown = write_parsing(root, counts, seed, keep)
-        if preview:
-            for split, items in shown.items():
-                parsing_sheet(items, preview / f"{name}_{split}.png")
-        return {}
-    if name == "synth_reid":
-        from hcbench.synth.preview import reid_sheet
-        from hcbench.synth.reid import write_reid
-
-        out = write_reid(root, counts["train_ids"], counts["imgs_per_id"], counts["test_ids"], seed, keep)
-        if preview:
-            reid_sheet(out["shown"], preview / f"{name}.png")
-        roles: dict[str, int] = {}
-        for r in out["records"]:
-            roles[r["role"] if r["pid"] >= 0 else "junk"] = roles.get(r["role"] if r["pid"] >= 0 else "junk", 0) + 1
-        return {"images": roles}
-    if name == "synth_attr":
-        from hcbench.synth.attributes import ATTRIBUTES, write_attributes
-        from hcbench.synth.preview import attribute_sheet
-
-        out = write_attributes(root, counts, seed, keep * 2)
-        if preview:
-            for split, items in out["shown"].items():
-                attribute_sheet(items, ATTRIBUTES, preview / f"{name}_{split}.png")
-        return {"positive_rate": dict(zip(ATTRIBUTES, [round(float(v), 3) for v in out["labels"].mean(0)], strict=True))}
-    if name == "synth_det":
-        from hcbench.synth.detection import write_detection
-        from hcbench.synth.preview import detection_sheet
-
-        shown = write_detection(root, counts, seed, keep)
-        if preview:
-            for split, items in shown.items():
-                detection_sheet(items, preview / f"{name}_{split}.png")
-        return {}
-    raise ValueError(f"unknown synthetic dataset {name!r}; known: {', '.join(DATASETS)}")
+def _write_one(spec: SynthDataset, root: Path, counts: dict[str, int], seed: int, keep: int,
+               preview: Path | None) -> dict:
+    facts, shown = load_ref(spec.write)(root, counts, seed, keep)
+    if preview and spec.preview is not None:
+        load_ref(spec.preview)(shown, preview, spec.name)
+    return dict(facts or {})
 
 
 def write_suite(out: Path, size: str = "smoke", seed: int = 0, preview: Path | None = None, *,
@@ -103,11 +80,12 @@ def write_suite(out: Path, size: str = "smoke", seed: int = 0, preview: Path | N
     from hcbench import __version__
 
     out = Path(out)
+    specs = synth_specs()
     counts = suite_counts(size, fraction)
-    names = list(datasets) if datasets is not None else list(DATASETS)
+    names = list(datasets) if datasets is not None else list(specs)
     for n in names:
-        if n not in DATASETS:
-            raise ValueError(f"unknown synthetic dataset {n!r}; known: {', '.join(DATASETS)}")
+        if n not in specs:
+            raise ValueError(f"unknown synthetic dataset {n!r}; known: {', '.join(specs)}")
     preview = Path(preview) if preview is not None else None
     result: dict[str, Path] = {}
     for name in names:
@@ -115,7 +93,7 @@ def write_suite(out: Path, size: str = "smoke", seed: int = 0, preview: Path | N
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        facts = _write_one(name, tmp, counts[name], seed, PREVIEW_PER_SPLIT if preview else 0, preview)
+        facts = _write_one(specs[name], tmp, counts[name], seed, PREVIEW_PER_SPLIT if preview else 0, preview)
         manifest = {"generator": "hcbench.synth", "hcbench": __version__, "dataset": name, "size": size,
                     "seed": seed, "fraction": fraction, "counts": counts[name], **facts}
         (tmp / "synth.json").write_text(json.dumps(manifest, indent=1) + "\n")

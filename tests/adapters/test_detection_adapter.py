@@ -101,14 +101,20 @@ def test_resize_once_normalise_once(root, card):
     ad = get_adapter("detection")
     model = _model(card).eval()
     t = model.detector.transform
-    assert t.image_mean == list(model.backbone.mean) and t.image_std == list(model.backbone.std)
+    # torchvision's transform is the identity (the backbone normalises, once); padding is the
+    # backbone's mean colour, i.e. zero after the backbone's normalisation
+    assert t.image_mean == [0.0, 0.0, 0.0] and t.image_std == [1.0, 1.0, 1.0]
     img = torch.rand(3, 101, 133)
     images, _ = t([img])
     assert images.image_sizes == [(101, 133)]  # no second resize
     assert images.tensors.shape[-2] % 32 == 0 and images.tensors.shape[-1] % 32 == 0
+    assert torch.allclose(images.tensors[0, :, :101, :133], img, atol=1e-6)
     mean = torch.tensor(model.backbone.mean).view(3, 1, 1)
     std = torch.tensor(model.backbone.std).view(3, 1, 1)
-    assert torch.allclose(images.tensors[0, :, :101, :133], (img - mean) / std, atol=1e-6)
+    assert torch.allclose(images.tensors[0, :, 101:, :], mean.expand(3, images.tensors.shape[-2] - 101, images.tensors.shape[-1]), atol=1e-6)
+    x = images.tensors[:1]
+    assert torch.allclose(model.backbone.normalize(x)[0, :, :101, :133], (img - mean) / std, atol=1e-5)
+    assert model.backbone.mean == (0.485, 0.456, 0.406)  # vit_tiny: ImageNet statistics, not timm's 0.5
 
     # predictions come back in original pixels
     eval_ds, split = ad.build_data(card, root, "eval")

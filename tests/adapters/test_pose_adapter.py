@@ -12,13 +12,13 @@ import torch
 
 from hcbench.adapters.pose import PoseAdapter, TopDownDataset, adapter_options, num_deconv_for
 from hcbench.adapters.pose_codec import decode_heatmaps, encode_udp, heatmap_scale
-from hcbench.adapters.pose_eval import prediction_records
 from hcbench.backbones import build_backbone
 from hcbench.cards import TaskCard, get_card, resolve
 from hcbench.data.cards import get_dataset_card
 from hcbench.data.readers.coco import read_coco_keypoints
 from hcbench.data.readers.mpii import read_mpii_json
 from hcbench.data.transforms.pose import flip_heatmaps, flip_keypoints
+from hcbench.families.pose_eval import prediction_records
 from hcbench.registry import ADAPTERS
 
 REAL = Path(__file__).resolve().parents[2] / "tests" / "real-samples"

@@ -77,7 +77,8 @@ def test_crowdhuman_errors_name_file_and_line(tmp_path: Path):
     path = tmp_path / "annotation_val.odgt"
     files = {"annotations": "annotation_val.odgt", "images": "Images"}
     card = _card("crowdhuman", "val", files)
-    path.write_text("\n".join([good] * 6 + ['{"ID": "b", "gtboxes": [}']) + "\n")
+    lines = [json.dumps({"ID": f"a{i}", "gtboxes": []}) for i in range(6)]  # IDs are unique in a valid odgt
+    path.write_text("\n".join(lines + ['{"ID": "b", "gtboxes": [}']) + "\n")
     with pytest.raises(DataFormatError, match=r"annotation_val\.odgt \[record line 7\]: not JSON: "):
         read_crowdhuman(tmp_path, "val", card)
     bad_box = {"ID": "c", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3, 4]},

@@ -164,6 +164,4 @@ def test_reid_transform_shapes_and_eval_determinism():
     assert torch.equal(a, b) and a.shape == (3, 64, 32)
     flat = np.full((8, 4, 3), 255, np.uint8)
     z = reid_transform(size=(8, 4), train=False)(flat)
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    want = [(1 - m) / s for m, s in zip(mean, std, strict=True)]
-    np.testing.assert_allclose(z[:, 0, 0].numpy(), want, rtol=1e-5)
+    np.testing.assert_allclose(z[:, 0, 0].numpy(), [1.0, 1.0, 1.0], rtol=1e-6)  # [0, 1]: backbones normalise

@@ -5,6 +5,7 @@ All runs use a tiny attributes card on the synthetic suite so each takes seconds
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -86,23 +87,61 @@ def test_skip_completed_force_and_stale_card(env: Path, synth_suite: Path, monke
     assert new.card.sha256 != first.card.sha256
 
 
-def test_sigkill_mid_training_then_resume_matches_uninterrupted(env: Path, synth_suite: Path):
+def test_force_retrains_from_scratch_over_a_complete_checkpoint(env: Path, synth_suite: Path, capfd):
+    """--force with the same work dir: the finished checkpoint is dropped and all 12 steps run
+    again (it used to "resume at step 12/12"); a temp file left by a killed checkpoint write is
+    removed when the run starts."""
+    assert main(_args("res", "work", synth_suite)) == 0
+    first = read_record(env / "res" / "adhoc" / "vit_tiny" / f"{TINY}.json")
+    [ckpt] = list((env / "work").rglob("last.pt"))
+    stale = ckpt.with_name(".last.pt.x7k2q9.tmp")
+    stale.write_bytes(ckpt.read_bytes()[:1000])
+    capfd.readouterr()
+    assert main(_args("res", "work", synth_suite, "--force")) == 0
+    err = capfd.readouterr().err
+    rel_ckpt, rel_stale = ckpt.relative_to(env), stale.relative_to(env)  # --work-dir work, relative
+    assert f"starting {TINY} from scratch: removed {rel_ckpt}" in err and "resumed" not in err
+    assert f"removed {rel_stale}: the temp file of an interrupted checkpoint write" in err and not stale.exists()
+    assert f"train {TINY}: 12/12" in err
+    assert re.search(r"^1 run\(s\), 0 failed: wall \d+\.\d s, CPU \d+\.\d s$", err, re.M), err[-500:]
+    import torch
+
+    assert torch.load(ckpt, weights_only=True)["step"] == 12
+    again = read_record(env / "res" / "adhoc" / "vit_tiny" / f"{TINY}.json")
+    assert again.metrics == first.metrics and again.run.cpu_s is not None and again.run.cpu_s > 0
+
+
+def test_sigkill_at_random_points_then_resume_matches_uninterrupted(env: Path, synth_suite: Path):
+    """One run SIGKILLed five times, at steps drawn at random (seeded), each time resumed from its
+    last checkpoint (every 2 steps): the finished record's metrics and predictions are
+    byte-identical to an uninterrupted run's."""
+    import random
+
+    import torch
+
     ref = _cli(_args("ref", "ref_work", synth_suite))
     assert ref.returncode == 0, ref.stderr[-3000:]
 
-    args = _args("res", "work", synth_suite, "--checkpoint-every", "5")
-    killed = _cli(args, {"HCBENCH_FAULT_KILL_AT_STEP": "7"})
-    assert killed.returncode == -9, killed.stderr[-3000:]  # died by SIGKILL
-    assert not (env / "res" / "adhoc" / "vit_tiny" / f"{TINY}.json").exists()
-    [ckpt] = list((env / "work").rglob("last.pt"))
-    import torch
-
-    assert torch.load(ckpt, weights_only=True)["step"] == 5
+    kills = sorted(random.Random(12).sample(range(1, 12), 5))  # 5 distinct steps of 12
+    args = _args("res", "work", synth_suite, "--checkpoint-every", "2")
+    resumed_from = 0
+    for at in kills:
+        killed = _cli(args, {"HCBENCH_FAULT_KILL_AT_STEP": str(at)})
+        assert killed.returncode == -9, killed.stderr[-3000:]  # died by SIGKILL
+        if resumed_from:
+            assert f"at step {resumed_from}/12" in killed.stderr
+        assert not list((env / "res").rglob(f"{TINY}.json"))
+        # killed right after step `at`, before that step's checkpoint: the last one is below it
+        resumed_from = 2 * ((at - 1) // 2)
+        ckpts = list((env / "work").rglob("last.pt"))
+        assert [torch.load(c, weights_only=True)["step"] for c in ckpts] == ([resumed_from] if resumed_from else [])
 
     resumed = _cli(args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "at step 5/12" in resumed.stderr
-    assert _metrics(env / "res") == _metrics(env / "ref")
+    assert not resumed_from or f"at step {resumed_from}/12" in resumed.stderr
+    [(_, got)], [(_, want)] = load_records(env / "res"), load_records(env / "ref")
+    assert json.dumps(got.metrics) == json.dumps(want.metrics)
+    assert got.predictions.sha256 == want.predictions.sha256
 
 
 def test_torchrun_two_processes_match_one(env: Path, synth_suite: Path):
@@ -131,7 +170,7 @@ def test_slurm_executor_through_submitit_local(env: Path, synth_suite: Path):
     r = _cli(_args("res", "work", synth_suite, "--executor", "slurm", "--slurm-gpus", "0"),
              {"HCBENCH_SUBMITIT_CLUSTER": "local"})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    assert "submitted 1 job(s)" in r.stdout
+    assert "submitted 1 job(s)" in r.stderr
     rec = read_record(env / "res" / "adhoc" / "vit_tiny" / f"{TINY}.json")
     assert rec.status == "ok" and 0 <= rec.metrics["mA"] <= 1
 
@@ -178,3 +217,142 @@ def test_finished_run_exports_its_backbone_as_a_student(env: Path, synth_suite: 
     assert main(["export", str(record), "--name", "other"]) != 0
     assert "last.pt: the run's final checkpoint is missing" in capsys.readouterr().err
     assert not (env / "students" / "other").exists()
+
+
+# --------------------------------------------------------------------------- run identity (issue 12)
+def _tiny_card_file(env: Path) -> Path:
+    """The tiny card with a smoke tier and an even smaller budget, as a card file (``--card PATH``)."""
+    card = yaml.safe_load((Path(os.environ["HCBENCH_TASKS"]) / f"{TINY}.yaml").read_text())
+    card["name"] = "tiny_ident"
+    card["schedule"].update(max_iters=4, warmup_iters=1, eval_limit=24, train_limit=32)
+    card["tiers"] = {"smoke": {"max_iters": 2}}
+    path = env / "tiny_ident.yaml"
+    path.write_text(yaml.safe_dump(card, sort_keys=False))
+    return path
+
+
+def _checkpoint(path: Path, seed: int, drop_block: int | None = None, strict: bool = True) -> str:
+    """A random-init vit_tiny written as ``path`` (safetensors) with its sidecar card; returns its sha256."""
+    import torch
+    from safetensors.torch import save_file
+
+    from hcbench.backbones import build_backbone
+    from hcbench.io import sha256_file
+
+    torch.manual_seed(seed)
+    sd = {k: v.contiguous() for k, v in build_backbone("vit_tiny", (256, 192)).model.state_dict().items()
+          if drop_block is None or not k.startswith(f"blocks.{drop_block}.")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(path))
+    path.with_name(path.name + ".yaml").write_text("architecture: vit_tiny\n" + ("" if strict else "strict: false\n"))
+    return sha256_file(path)
+
+
+def _run_card(card: Path, backbone: str, out: str, work: str, synth: Path, *extra: str) -> int:
+    return main(["--quiet", "run", "--backbone", backbone, "--card", str(card), "--out", out, "--work-dir", work,
+                 "--synth", str(synth), "--device", "cpu", "--no-leaderboard", *extra])
+
+
+def test_one_out_holds_every_identity_apart(env: Path, synth_suite: Path, monkeypatch):
+    """Two checkpoints with one file name, two seeds and two tiers into one --out and one
+    --work-dir: five records, each of its own run (checkpoint sha, seed, tier, predictions), B's
+    equal to B run alone; a checkpoint replaced in place gets a record and a work folder of its own."""
+    import hcbench.engine.runner as runner
+
+    card = _tiny_card_file(env)
+    sha_a = _checkpoint(env / "a" / "model.safetensors", seed=1)
+    sha_b = _checkpoint(env / "b" / "model.safetensors", seed=2)
+    calls = []
+    real_fit = runner.fit
+    monkeypatch.setattr(runner, "fit", lambda *a, **k: calls.append(k["work_dir"]) or real_fit(*a, **k))
+    runs = [("file:a/model.safetensors", ()), ("file:b/model.safetensors", ()),
+            ("file:a/model.safetensors", ("--seed", "1")), ("file:a/model.safetensors", ("--tier", "smoke"))]
+    for backbone, extra in runs:
+        assert _run_card(card, backbone, "res", "work", synth_suite, *extra) == 0
+    assert len(calls) == 4 and len(set(calls)) == 4  # four work folders, no resume of another run
+    got = {(r.backbone.spec, r.backbone.checkpoint_sha256, r.run.seed, r.card.tier): p.relative_to(env / "res")
+           for p, r in load_records(env / "res")}
+    assert got == {
+        ("file:a/model.safetensors", sha_a, 0, "full"): Path(f"adhoc/file-model-{sha_a[:8]}/tiny_ident.json"),
+        ("file:b/model.safetensors", sha_b, 0, "full"): Path(f"adhoc/file-model-{sha_b[:8]}/tiny_ident.json"),
+        ("file:a/model.safetensors", sha_a, 1, "full"): Path(f"adhoc/file-model-{sha_a[:8]}/tiny_ident.s1.json"),
+        ("file:a/model.safetensors", sha_a, 0, "smoke"): Path(f"adhoc/file-model-{sha_a[:8]}/tiny_ident.smoke.json"),
+    }
+    from hcbench.io import sha256_file
+
+    for path, rec in load_records(env / "res"):  # each record names its own predictions and config
+        assert sha256_file(path.with_name(rec.predictions.file)) == rec.predictions.sha256
+        config = json.loads(path.with_name(f"{path.stem}.config.json").read_text())
+        assert (config["seed"], config["card"]["tier"], config["backbone"]) == (rec.run.seed, rec.card.tier,
+                                                                                 rec.backbone.spec)
+    # B run alone in a clean folder: exactly B's record (before the fix it was A's metrics)
+    assert _run_card(card, "file:b/model.safetensors", "ref", "refwork", synth_suite) == 0
+    [(_, alone)] = load_records(env / "ref")
+    rec_b = read_record(env / "res" / "adhoc" / f"file-model-{sha_b[:8]}" / "tiny_ident.json")
+    assert alone.metrics == rec_b.metrics and alone.predictions.sha256 == rec_b.predictions.sha256
+
+    for backbone, extra in runs:  # all four finished: nothing trains again
+        assert _run_card(card, backbone, "res", "work", synth_suite, *extra) == 0
+    assert len(calls) == 5
+
+    old_a = (env / "res" / "adhoc" / f"file-model-{sha_a[:8]}" / "tiny_ident.json").read_bytes()
+    sha_c = _checkpoint(env / "a" / "model.safetensors", seed=3)  # replaced in place
+    assert _run_card(card, "file:a/model.safetensors", "res", "work", synth_suite) == 0
+    assert len(calls) == 6 and calls[-1] not in calls[:-1]
+    rec_c = read_record(env / "res" / "adhoc" / f"file-model-{sha_c[:8]}" / "tiny_ident.json")
+    assert rec_c.backbone.checkpoint_sha256 == sha_c
+    assert (env / "res" / "adhoc" / f"file-model-{sha_a[:8]}" / "tiny_ident.json").read_bytes() == old_a
+    assert len(load_records(env / "res")) == 5
+
+
+def test_partial_backbone_load_is_printed_stored_and_refused_by_strict_leaderboard(env: Path, synth_suite: Path,
+                                                                                   capfd):
+    card = _tiny_card_file(env)
+    _checkpoint(env / "half" / "model.safetensors", seed=1, drop_block=11, strict=False)
+    capfd.readouterr()
+    assert _run_card(card, "file:half/model.safetensors", "res", "work", synth_suite, "--tier", "smoke") == 0
+    err = capfd.readouterr().err
+    assert "PARTIAL backbone load:" in err and "12 missing: blocks.11." in err
+    [(path, rec)] = load_records(env / "res")
+    load = rec.backbone.load
+    assert load["counts"]["missing"] == 12 and all(k.startswith("blocks.11.") for k in load["missing"])
+    assert load["strict"] is False and load["counts"]["loaded"] > 100
+
+    assert main(["leaderboard", "--results", "res"]) == 0
+    capfd.readouterr()
+    assert main(["leaderboard", "--results", "res", "--strict"]) == 2
+    err = capfd.readouterr().err
+    assert f"{path.relative_to(env)}: file:half/model.safetensors loaded with 12 backbone tensor(s) missing (blocks.11." in err
+    assert "Traceback" not in err
+
+    # a complete checkpoint: the load is stored too, and --strict accepts it
+    _checkpoint(env / "full" / "model.safetensors", seed=1)
+    assert _run_card(card, "file:full/model.safetensors", "res2", "work", synth_suite, "--tier", "smoke") == 0
+    assert "PARTIAL" not in capfd.readouterr().err
+    [(_, rec)] = load_records(env / "res2")
+    assert rec.backbone.load["counts"]["missing"] == 0 and rec.backbone.load["counts"]["loaded"] > 100
+    assert main(["leaderboard", "--results", "res2", "--strict"]) == 0
+
+
+_GENERATE = """
+import sys
+from pathlib import Path
+from hcbench.engine.runner import data_root
+print(data_root("synth_attr", None, Path(sys.argv[1])))
+"""
+
+
+def test_two_processes_generate_a_missing_synthetic_dataset_once(tmp_path: Path):
+    """Two runs sharing a new --synth folder: one writes synth_attr under the lock, the other
+    waits and uses it; only the needed dataset is written."""
+    synth = tmp_path / "synth"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", _GENERATE, str(synth)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+        assert out.strip() == str(synth / "synth_attr")
+    assert sorted(p.name for p in synth.iterdir()) == [".generate.lock", "synth_attr"]
+    manifest = json.loads((synth / "synth_attr" / "synth.json").read_text())
+    assert manifest["dataset"] == "synth_attr" and manifest["size"] == "smoke"

@@ -28,6 +28,7 @@ torch.set_num_threads(1)
 sys.path.insert(0, {here!r})
 from pretrain_helpers import VIEWS  # registers the 2-block test ViTs
 from hcbench.pretrain.dpal import DPAL
+from hcbench.engine.progress import Progress
 from hcbench.pretrain.runner import PretrainConfig, pretrain
 from pathlib import Path
 args = json.loads(sys.argv[1])
@@ -41,14 +42,14 @@ cfg = PretrainConfig(method="dpal", images=Path(args["images"]), name=args["name
                      teacher="pt_vit2_small", epochs=2, batch_size=2, lr=1e-3, work_dir=Path(args["work"]),
                      students_root=Path(args["students"]), size="small", views=VIEWS, workers=0,
                      method_options={{"inter_dim": 32}}, checkpoint_every=1, resume=args["resume"])
-pretrain(cfg)
+pretrain(cfg, Progress(plain=True))
 """
 
 
 def _run_script(tmp_path: Path, **args) -> subprocess.Popen:
     script = tmp_path / "run_dpal.py"
     script.write_text(SCRIPT.format(here=str(HERE)))
-    env = dict(os.environ, HCBENCH_QUIET="1")
+    env = dict(os.environ)
     return subprocess.Popen([sys.executable, str(script), json.dumps(args)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -35,12 +35,12 @@ def test_each_method_trains_checkpoints_and_exports_the_bare_student(tmp_path, i
     assert all(r["loss"] > 0 for r in log[1:])
     ckpt = torch.load(run / "last.pt", weights_only=True)
     assert ckpt["step"] == 4 and ckpt["epoch"] == 1
-    heads = {k.split(".")[0] for k in ckpt["method"]} - {"student"}
+    heads = {k.split(".")[0] for k in ckpt["model"]} - {"student"}
     assert heads == {"dpal": {"decoder"}, "saip": {"inter_norm", "csm_head", "csr_decoder", "css_decoder", "ema",
                                                     "center"}, "feature-kd": {"cls_proj", "patch_proj"}}[method]
     # the export is the student alone, equal to the checkpoint's student
     weights = load_file(folder / "backbone.safetensors")
-    student_sd = {k[len("student.model."):]: v for k, v in ckpt["method"].items() if k.startswith("student.model.")}
+    student_sd = {k[len("student.model."):]: v for k, v in ckpt["model"].items() if k.startswith("student.model.")}
     assert weights.keys() == student_sd.keys()
     assert all(torch.equal(weights[k], student_sd[k]) for k in weights)
     card = yaml.safe_load((folder / "card.yaml").read_text())
@@ -85,12 +85,9 @@ def test_cli_pretrain_runs_and_prints_plain_progress(tmp_path, images, monkeypat
     from hcbench.cli import main
 
     monkeypatch.setenv("HCBENCH_STUDENTS", str(tmp_path / "students"))
-    monkeypatch.setenv("HCBENCH_PRETRAIN_SIZE", "small")
-    monkeypatch.setenv("HCBENCH_PRETRAIN_MAX_STEPS", "1")
-    monkeypatch.setenv("HCBENCH_WORKERS", "0")
     rc = main(["--quiet", "pretrain", "feature-kd", "--student", "pt_vit2_tiny", "--teacher", "pt_vit2_small",
                "--images", str(images), "--name", "cli_kd", "--epochs", "1", "--batch-size", "2",
-               "--work-dir", str(tmp_path / "runs")])
+               "--work-dir", str(tmp_path / "runs"), "--size", "small", "--max-steps", "1", "--workers", "0"])
     assert rc == 0
     out, err = capfd.readouterr()
     assert json.loads(out.strip().splitlines()[-1])["student"] == "student:cli_kd"

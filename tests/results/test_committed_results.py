@@ -19,20 +19,20 @@ def is_current(rec) -> bool:
 
 
 def test_committed_records_are_valid_and_complete():
-    records = [rec for _, rec in load_records(RESULTS, "smoke")]  # raises on a malformed record
+    records = [rec for _, rec in load_records(RESULTS, "recipe")]  # raises on a malformed record
     by_backbone: dict[str, set[str]] = {}
     for rec in records:
         assert rec.status == "ok", (rec.backbone.spec, rec.card.name, rec.error)
         assert is_current(rec), f"{rec.backbone.spec}/{rec.card.name}: record of an older card version"
         by_backbone.setdefault(rec.backbone.spec, set()).add(rec.card.name)
-    cards = set(get_suite("smoke").cards)
+    cards = set(get_suite("recipe").cards)
     assert by_backbone and all(got == cards for got in by_backbone.values()), by_backbone
 
 
 def test_readme_recipe_table_is_the_committed_leaderboard(capsys):
     match = TABLE.search((REPO / "README.md").read_text())
     assert match is not None, "README.md lost its <!-- recipe-table:start/end --> block"
-    assert main(["leaderboard", "--results", str(RESULTS), "--suite", "smoke", "--format", "markdown"]) == 0
+    assert main(["leaderboard", "--results", str(RESULTS), "--suite", "recipe", "--format", "markdown"]) == 0
     assert capsys.readouterr().out.strip() == match.group(1).strip()
 
 
@@ -41,13 +41,13 @@ SEEDS = re.compile(r"<!-- recipe-seeds:start -->\n(.*?)<!-- recipe-seeds:end -->
 
 def seed_table() -> str:
     """The README's seed table rendered from the committed records: the five-family mean of each
-    backbone at fine-tuning seeds 0 (``smoke/``), 1 and 2 (``seed-N/smoke/``), their mean and
+    backbone at fine-tuning seeds 0 (``recipe/``), 1 and 2 (``seed-N/recipe/``), their mean and
     sample standard deviation, best mean first."""
     from statistics import mean, stdev
 
     from hcbench.results.leaderboard import leaderboard_frame
 
-    runs = [leaderboard_frame(root, suite="smoke").overall
+    runs = [leaderboard_frame(root, suite="recipe").overall
             for root in (RESULTS, RESULTS / "seed-1", RESULTS / "seed-2")]
     rows = []
     for backbone in runs[0].index:
@@ -59,9 +59,9 @@ def seed_table() -> str:
 
 
 def test_seed_records_match_the_seed_0_backbones():
-    backbones = {rec.backbone.spec: rec.backbone.checkpoint_sha256 for _, rec in load_records(RESULTS, "smoke")}
+    backbones = {rec.backbone.spec: rec.backbone.checkpoint_sha256 for _, rec in load_records(RESULTS, "recipe")}
     for seed in (1, 2):
-        records = [rec for _, rec in load_records(RESULTS / f"seed-{seed}", "smoke")]
+        records = [rec for _, rec in load_records(RESULTS / f"seed-{seed}", "recipe")]
         assert {rec.run.seed for rec in records} == {seed}
         got = {rec.backbone.spec: rec.backbone.checkpoint_sha256 for rec in records}
         assert got == backbones, f"seed {seed}: fine-tuned other backbones (or other weights) than seed 0"

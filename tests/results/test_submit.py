@@ -25,9 +25,11 @@ from hcbench import __version__  # noqa: E402
 from hcbench.cards import get_card, resolve  # noqa: E402
 from hcbench.cli import main as cli_main  # noqa: E402
 from hcbench.data.types import AttributeMeta, DatasetSplit  # noqa: E402
+from hcbench.io import sha256_file  # noqa: E402
 from hcbench.metrics.attributes import attribute_metrics  # noqa: E402
 from hcbench.results import submit  # noqa: E402
-from hcbench.results.store import read_record, record_path, sha256_file, write_record  # noqa: E402
+from hcbench.results.provenance import _params_of  # noqa: E402
+from hcbench.results.store import read_record, record_path, write_record  # noqa: E402
 
 REAL_SAMPLES = Path(__file__).resolve().parents[2] / "tests" / "real-samples"
 ATTR_METRICS = ("mA", "accuracy", "precision", "recall", "F1")
@@ -74,7 +76,7 @@ def fake_attr(monkeypatch):
 
 def _attr_tree(tmp: Path, tier: str = "full", backbones=("vit_tiny", "vit_small")) -> tuple[Path, Path]:
     """A results tree of pa100k_attr records whose metrics are the true scores of their predictions."""
-    from hcbench.engine.runner import dataset_fingerprint
+    from hcbench.data.fingerprint import dataset_fingerprint
 
     rng = np.random.default_rng(0)
     data = tmp / "data"
@@ -92,7 +94,8 @@ def _attr_tree(tmp: Path, tier: str = "full", backbones=("vit_tiny", "vit_small"
         pred = rp.with_name("pa100k_attr.predictions.npz")
         np.savez(pred, scores=scores)
         m = attribute_metrics(labels[:n], scores)
-        rec = fx.make_record(b, "pa100k_attr", {k: m[k] for k in ATTR_METRICS}, tier=tier,
+        params = _params_of(b, card.input.height, card.input.width)  # the true count: bundles recount it
+        rec = fx.make_record(b, "pa100k_attr", {k: m[k] for k in ATTR_METRICS}, tier=tier, params=params,
                              predictions=(pred.name, sha256_file(pred)))
         rec.dataset.fingerprint = dataset_fingerprint(split, data / "pa100k")
         write_record(rp, rec)
@@ -199,7 +202,7 @@ def test_rescore_reports_missing_ground_truth_and_changed_ground_truth(tmp_path,
                     reason=f"real COCO samples not found at {REAL_SAMPLES / 'coco'}")
 def test_rescore_with_the_pose_adapter_on_real_coco_samples(tmp_path):
     from hcbench.adapters import get_adapter
-    from hcbench.engine.runner import dataset_fingerprint
+    from hcbench.data.fingerprint import dataset_fingerprint
 
     data = tmp_path / "data" / "coco"
     (data / "annotations").mkdir(parents=True)
@@ -218,6 +221,7 @@ def test_rescore_with_the_pose_adapter_on_real_coco_samples(tmp_path):
     metrics = adapter.score(pred, split, card)
     assert 0.3 < metrics["AP"] < 0.99
     rec = fx.make_record("vit_tiny", "coco_pose", {m: metrics[m] for m in card.eval.metrics},
+                         params=_params_of("vit_tiny", card.input.height, card.input.width),
                          predictions=(pred.name, sha256_file(pred)))
     rec.dataset.fingerprint = dataset_fingerprint(split, data)
     write_record(rp, rec)
@@ -392,3 +396,109 @@ def test_cli_pack_and_validate(tmp_path, capsys, fake_attr):
     assert cli_main(["submit", "validate", str(edited), "--rescore", "--root", str(data)]) == 1
     text = capsys.readouterr().out
     assert "FAIL" in text and "card 'pa100k_attr' metric 'F1'" in text and "1 problem(s)" in text
+
+
+# --------------------------------------------------------------------------- zip bombs
+def _with_entry(tmp_path: Path, name: str, data: bytes, replace: str | None = None) -> Path:
+    entries = _valid_entries(tmp_path)
+    out = tmp_path / f"bomb-{uuid.uuid4().hex[:6]}.zip"
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for n, d in entries.items():
+            if n != replace:
+                z.writestr(n, d)
+        z.writestr(name, data)
+    return out
+
+
+def test_zip_bomb_is_refused_from_its_header_before_extraction(tmp_path, no_extraction):
+    """64 MiB of zeros deflate to ~64 KiB (ratio ~1000): refused from the central directory alone."""
+    pred = "mini/vit_tiny/pa100k_attr.predictions.npz"
+    bundle = _with_entry(tmp_path, pred, bytes(64 << 20), replace=pred)
+    problems = submit.validate(bundle)
+    assert len(problems) == 1 and "refused before extraction" in problems[0] and "zip bomb" in problems[0]
+    assert pred in problems[0]
+
+
+def test_extraction_budget_is_sized_from_the_cards(tmp_path, monkeypatch):
+    """A predictions file may hold PRED_BYTES_PER_SAMPLE per evaluated sample (+ a margin); the
+    smoke tier's eval_limit sizes it, and extraction stops at the first byte over."""
+    from hcbench.results import bundle_io
+
+    results, _ = _attr_tree(tmp_path, tier="smoke")
+    bundle = submit.pack(results, tmp_path / "s.zip")
+    limit = resolve(get_card("pa100k_attr"), "smoke").schedule.eval_limit
+    with zipfile.ZipFile(bundle) as zf:
+        allowance, total = bundle_io.extraction_budget(zf)
+        pred = "mini/vit_tiny/pa100k_attr.predictions.npz"
+        assert allowance[pred] == bundle_io.PRED_MARGIN_BYTES + limit * bundle_io.PRED_BYTES_PER_SAMPLE
+        assert allowance["manifest.json"] == bundle_io.SMALL_FILE_BYTES
+        assert total == sum(allowance[i.filename] for i in zf.infolist())
+    assert submit.validate(bundle) == []  # a real bundle fits its budget
+    # shrink the per-sample allowance below the real file: refused, and nothing half-written is kept
+    monkeypatch.setattr(bundle_io, "PRED_MARGIN_BYTES", 0)
+    monkeypatch.setattr(bundle_io, "PRED_BYTES_PER_SAMPLE", 8)
+    problems = submit.validate(bundle)
+    assert len(problems) == 1 and "cannot extract" in problems[0] and "its cards allow" in problems[0]
+
+
+# --------------------------------------------------------------------------- relabelled results
+def _relabel(tmp_path: Path, edit) -> list[str]:
+    """Pack a results tree after ``edit(results)`` changed it (the manifest is made afresh, as a
+    forger would), and return the validation problems."""
+    results, _ = _attr_tree(tmp_path)
+    for b in ("vit_tiny", "vit_small"):  # the run's effective config, as `hcbench run` writes it
+        rp = record_path(results, "mini", b, "pa100k_attr")
+        rec = read_record(rp)
+        cfg = {"backbone": b, "seed": rec.run.seed, "card_sha256": rec.card.sha256}
+        rp.with_name("pa100k_attr.config.json").write_text(json.dumps(cfg))
+    assert submit.validate(submit.pack(results, tmp_path / "clean.zip")) == []
+    edit(results)
+    return submit.validate(submit.pack(results, tmp_path / "edited.zip"))
+
+
+def _edit_record(results: Path, backbone: str, change) -> None:
+    rp = record_path(results, "mini", backbone, "pa100k_attr")
+    data = json.loads(rp.read_text())
+    change(data)
+    rp.write_text(json.dumps(data))
+
+
+def test_relabelled_backbone_spec_is_caught(tmp_path):
+    problems = _relabel(tmp_path, lambda r: _edit_record(r, "vit_tiny", lambda d: d["backbone"].update(spec="vit_base")))
+    assert any("has" in p and "parameters" in p and "'vit_base'" in p for p in problems), problems
+    assert any("config" in p and "backbone" in p for p in problems), problems
+
+
+def test_relabelled_parameter_count_is_caught(tmp_path):
+    problems = _relabel(tmp_path, lambda r: _edit_record(
+        r, "vit_small", lambda d: d["backbone"].update(params=d["backbone"]["params"] // 4)))
+    assert len(problems) == 1 and "relabelled backbone" in problems[0] and "vit_small" in problems[0]
+
+
+def test_relabelled_seed_is_caught(tmp_path):
+    problems = _relabel(tmp_path, lambda r: _edit_record(r, "vit_tiny", lambda d: d["run"].update(seed=3)))
+    assert len(problems) == 1 and "seed=3" in problems[0] and "config" in problems[0]
+
+
+def test_deleted_metric_is_caught(tmp_path):
+    problems = _relabel(tmp_path, lambda r: _edit_record(r, "vit_tiny", lambda d: d["metrics"].pop("F1")))
+    assert len(problems) == 1 and "['F1'] missing" in problems[0]
+
+
+def test_failed_record_carrying_metrics_is_caught(tmp_path):
+    problems = _relabel(tmp_path, lambda r: _edit_record(
+        r, "vit_tiny", lambda d: d.update(status="failed", error="RuntimeError: out of memory")))
+    assert len(problems) == 1 and "failed record carries metrics" in problems[0]
+
+
+def test_one_run_under_two_backbone_folders_is_caught(tmp_path):
+    def copy_run(results: Path) -> None:
+        src = record_path(results, "mini", "vit_tiny", "pa100k_attr").parent
+        dst = record_path(results, "mini", "timm:vit_tiny_patch16_224", "pa100k_attr").parent
+        shutil.copytree(src, dst)
+        _edit_record(results, "timm:vit_tiny_patch16_224", lambda d: d["backbone"].update(spec="timm:vit_tiny_patch16_224"))
+        cfg = dst / "pa100k_attr.config.json"
+        cfg.write_text(cfg.read_text().replace('"vit_tiny"', '"timm:vit_tiny_patch16_224"'))
+
+    problems = _relabel(tmp_path, copy_run)
+    assert len(problems) == 1 and "one run under two backbone names" in problems[0], problems

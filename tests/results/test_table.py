@@ -66,7 +66,7 @@ def test_fixture_tree_is_what_the_builder_writes(tmp_path):
 # --------------------------------------------------------------------------- numbers
 def _expected_primary() -> dict[str, dict[str, float]]:
     """Independent arithmetic over fx.VALUES: seed means, family means with 1 - MR-2, overall mean."""
-    primary = {"coco_pose": "AP", "mpii_pose": "PCKh", "lip_parsing": "mIoU", "crowdhuman_det": "AP50",
+    primary = {"coco_pose": "AP", "mpii_pose": "PCKh", "lip_parsing": "mIoU", "crowdhuman_det": "AP",
                "citypersons_det": "MR-2", "market_reid": "mAP", "pa100k_attr": "mA"}
     fams = {"pose": ["coco_pose", "mpii_pose"], "parsing": ["lip_parsing"],
             "detection": ["crowdhuman_det", "citypersons_det"], "reid": ["market_reid"], "attributes": ["pa100k_attr"]}
@@ -97,7 +97,7 @@ def test_latex_numbers_match_independent_arithmetic():
     assert set(rows) == set(want)
     for b, cells in rows.items():
         params, gflops = fx.BACKBONES[b]
-        assert cells[0] == f"{params / 1e6:.1f}" and cells[1] == f"{gflops:.1f}"
+        assert cells[0] == f"{params / 1e6:.1f}" and float(cells[1]) == float(f"{gflops:.3g}")  # 3 significant
         for key, cell in zip(order, cells[2:], strict=True):
             v = want[b][key]
             assert _plain(cell) == ("--" if math.isnan(v) else f"{100 * v:.1f}"), (b, key)
@@ -135,22 +135,22 @@ def test_rank_cells_directions_ties_and_missing():
 
 
 def test_bold_and_underline_cells_for_higher_and_lower_is_better(tmp_path):
-    values = {  # AP: higher wins; MR-2: lower wins (citypersons primary); crowdhuman AP50 higher
-        "a": {"citypersons_det": {"MR-2": 0.30, "AP50": 0.80}, "crowdhuman_det": {"AP50": 0.70, "MR-2": 0.5, "JI": 0.6}},
-        "b": {"citypersons_det": {"MR-2": 0.10, "AP50": 0.90}, "crowdhuman_det": {"AP50": 0.60, "MR-2": 0.4, "JI": 0.6}},
-        "c": {"citypersons_det": {"MR-2": 0.20, "AP50": 0.85}, "crowdhuman_det": {"AP50": 0.80, "MR-2": 0.6, "JI": 0.6}},
+    values = {  # AP: higher wins; MR-2: lower wins (citypersons primary); crowdhuman AP higher
+        "a": {"citypersons_det": {"MR-2": 0.30, "AP": 0.80}, "crowdhuman_det": {"AP": 0.70, "MR-2": 0.5, "JI": 0.6}},
+        "b": {"citypersons_det": {"MR-2": 0.10, "AP": 0.90}, "crowdhuman_det": {"AP": 0.60, "MR-2": 0.4, "JI": 0.6}},
+        "c": {"citypersons_det": {"MR-2": 0.20, "AP": 0.85}, "crowdhuman_det": {"AP": 0.80, "MR-2": 0.6, "JI": 0.6}},
     }
     fx.write_tree(tmp_path, values, {}, suite="dets")
     rows = _body_rows(render_table(tmp_path, suite="dets", fmt="latex", metrics="all"))
-    # no suite file "dets": cards by family then name -> citypersons MR-2, AP50 | crowdhuman AP50, MR-2, JI |
+    # no suite file "dets": cards by family then name -> citypersons MR-2, AP | crowdhuman AP, MR-2, JI |
     # detection mean | overall mean
     marks = {b: [_mark(c) for c in cells[2:]] for b, cells in rows.items()}
     assert [marks[b][0] for b in "abc"] == ["", "bold", "under"]  # CityPersons MR-2: 10 < 20 < 30
-    assert [marks[b][1] for b in "abc"] == ["", "bold", "under"]  # CityPersons AP50: 90 > 85 > 80
-    assert [marks[b][2] for b in "abc"] == ["under", "", "bold"]  # CrowdHuman AP50: 80 > 70 > 60
+    assert [marks[b][1] for b in "abc"] == ["", "bold", "under"]  # CityPersons AP: 90 > 85 > 80
+    assert [marks[b][2] for b in "abc"] == ["under", "", "bold"]  # CrowdHuman AP: 80 > 70 > 60
     assert [marks[b][3] for b in "abc"] == ["under", "bold", ""]  # CrowdHuman MR-2: 40 < 50 < 60
     assert [marks[b][4] for b in "abc"] == ["", "", ""]  # JI all tied at 60.0: nothing stands out
-    # detection mean = (1 - MR-2_citypersons + AP50_crowdhuman) / 2: a 70.0, b 75.0, c 80.0
+    # detection mean = (1 - MR-2_citypersons + AP_crowdhuman) / 2: a 70.0, b 75.0, c 80.0
     assert [_plain(rows[b][7]) for b in "abc"] == ["70.0", "75.0", "80.0"]
     assert [marks[b][5] for b in "abc"] == ["", "under", "bold"]
     md = render_table(tmp_path, suite="dets", fmt="markdown", metrics="all")

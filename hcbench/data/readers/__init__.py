@@ -5,4 +5,15 @@ Each reader is ``read(root: Path, split: str, card: DatasetCard, *, limit: int |
 record at fault.
 """
 
-from hcbench.data.readers import attributes, coco, detection, mpii, parsing, reid  # noqa: F401
+from hcbench.data.readers import (  # noqa: F401
+    attributes,
+    coco,
+    detection,
+    fashionpedia,
+    mpii,
+    par_pickle,
+    parsing,
+    reid,
+    t2i,
+    wholebody,
+)

@@ -1,4 +1,9 @@
-"""COCO-style person keypoint files: COCO-2017, AI Challenger, CrowdPose, OCHuman, MHP.
+"""COCO-style keypoint files: COCO-2017, AI Challenger, CrowdPose, OCHuman, MHP, Human-Art,
+AP-10K, ChimpACT (COCO-WholeBody's part lists: :mod:`hcbench.data.readers.wholebody`).
+
+Every category that lists keypoint names is read (people: one; AP-10K: one per species, all
+with the same 17 names); with several, each instance carries its ``category_id`` in ``extra``
+so that predictions name it and COCOeval scores per category, as the dataset's evaluation does.
 
 Card roles (``datasets/<name>.yaml``, ``format: coco_keypoints``):
 
@@ -65,7 +70,8 @@ class CocoKeypointIndex:
             got = f"an object with keys {sorted(doc)[:8]}" if isinstance(doc, dict) else type(doc).__name__
             raise DataFormatError(self.path, f"expected a COCO keypoint object with 'images' and 'annotations' "
                                              f"lists, got {got}")
-        self.category_id = self._check_categories(doc.get("categories", []), k)
+        self.category_ids = self._check_categories(doc.get("categories", []), k)
+        self.category_id = self.category_ids[0]
         self.images: dict[int, dict] = {}
         for i, img in enumerate(doc["images"]):
             self._check_image(img, i)
@@ -74,7 +80,7 @@ class CocoKeypointIndex:
             self._check_annotation(ann, i)
         self._check_values(doc["annotations"])
         self.annotations: list[dict] = [a for a in doc["annotations"]
-                                        if a.get("category_id", self.category_id) == self.category_id]
+                                        if a.get("category_id", self.category_id) in self.category_ids]
         n = len(self.annotations)
         self.keypoints = np.array([a["keypoints"] for a in self.annotations], dtype=np.float32).reshape(n, k, 3)
         self.boxes = np.array([a["bbox"] for a in self.annotations], dtype=np.float64).reshape(n, 4)
@@ -85,17 +91,19 @@ class CocoKeypointIndex:
     def _err(self, msg: str, record: str | None = None) -> DataFormatError:
         return DataFormatError(self.path, msg, record=record)
 
-    def _check_categories(self, cats: Any, k: int) -> int:
+    def _check_categories(self, cats: Any, k: int) -> tuple[int, ...]:
+        """Ids of the categories that list keypoint names (people: one; AP-10K: one per species)."""
         if not isinstance(cats, list):
             raise self._err("'categories' must be a list")
+        ids = []
         for c in cats:
             if isinstance(c, dict) and "keypoints" in c:
                 n = len(c["keypoints"])
                 if n != k:
                     raise self._err(f"category {c.get('name', c.get('id'))!r} lists {n} keypoint names for a "
                                     f"{k}-keypoint dataset", record=f"category id={c.get('id')}")
-                return int(c.get("id", PERSON_CATEGORY_ID))
-        return PERSON_CATEGORY_ID
+                ids.append(int(c.get("id", PERSON_CATEGORY_ID)))
+        return tuple(ids) or (PERSON_CATEGORY_ID,)
 
     def _check_image(self, img: Any, i: int) -> None:
         rec = f"image #{i}" + (f" id={img.get('id')}" if isinstance(img, dict) else "")
@@ -144,7 +152,11 @@ class CocoKeypointIndex:
             return
         for key in ("keypoints", "bbox"):
             try:
-                arr = np.array([a[key] for a in anns], dtype=np.float64)
+                # no dtype first: a string number ("12") would convert silently; with one, numpy gives a str array
+                arr = np.array([a[key] for a in anns])
+                if arr.dtype.kind not in "fiu" or arr.ndim != 2:
+                    raise TypeError(f"{key} values are not all numbers")
+                arr = arr.astype(np.float64)
                 ok = np.isfinite(arr).all(axis=1)
                 if key == "bbox":
                     ok &= (arr[:, 2] >= 0) & (arr[:, 3] >= 0)
@@ -195,7 +207,7 @@ class CocoKeypointIndex:
                 out.append(PoseInstance(
                     image=images[iid], image_id=iid, bbox=box.copy(), keypoints=self.keypoints[row].copy(),
                     ann_id=int(ann["id"]), area=float(area), iscrowd=0, width=int(img["width"]),
-                    height=int(img["height"]), extra=self._image_extra(img)))
+                    height=int(img["height"]), extra=self._image_extra(img, ann)))
         # counts describe the whole file, whatever the limit
         skipped = {"crowd": int(crowd.sum()), "no_keypoints": int((~crowd & no_kp).sum()),
                    "empty_box": int((~crowd & ~no_kp & empty).sum())}
@@ -239,9 +251,11 @@ class CocoKeypointIndex:
                 score=float(score), extra={**self._image_extra(img), "det_index": i}))
         return out
 
-    @staticmethod
-    def _image_extra(img: dict) -> dict:
-        return {"crowd_index": float(img["crowdIndex"])} if "crowdIndex" in img else {}
+    def _image_extra(self, img: dict, ann: dict | None = None) -> dict:
+        out: dict[str, Any] = {"crowd_index": float(img["crowdIndex"])} if "crowdIndex" in img else {}
+        if ann is not None and len(self.category_ids) > 1:  # results must name the instance's category
+            out["category_id"] = int(ann.get("category_id", self.category_id))
+        return out
 
     def crowd_index(self) -> dict[int, float]:
         return {iid: float(img["crowdIndex"]) for iid, img in self.images.items() if "crowdIndex" in img}
@@ -317,7 +331,7 @@ def write_coco_keypoints(
     category carries ``meta``'s keypoint names and 1-based skeleton. Invalid records raise
     :class:`DataFormatError` before anything is written.
     """
-    from hcbench.results.store import atomic_write_text  # results layer only when writing
+    from hcbench.io import atomic_write_text
 
     path = Path(path)
     anns = []

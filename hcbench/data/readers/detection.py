@@ -51,10 +51,10 @@ def _box(obj: dict, key: str, where: str, path: Path, record: str) -> list[float
     if not isinstance(v, list) or len(v) != 4:
         n = len(v) if isinstance(v, list) else type(v).__name__
         raise DataFormatError(path, f"{where}.{key} has {n} values, expected 4 [x, y, w, h]", record=record)
-    try:
-        out = [float(x) for x in v]
-    except (TypeError, ValueError):
-        raise DataFormatError(path, f"{where}.{key} is not numeric: {v!r}", record=record) from None
+    # a string ("12") would convert silently: the format holds numbers, so anything else is an error
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        raise DataFormatError(path, f"{where}.{key} is not numeric: {v!r}", record=record)
+    out = [float(x) for x in v]
     if not all(math.isfinite(x) for x in out):
         raise DataFormatError(path, f"{where}.{key} is not finite: {v!r}", record=record)
     return out

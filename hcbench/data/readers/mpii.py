@@ -158,7 +158,7 @@ def mpii_record(image: str, keypoints: np.ndarray, bbox: Sequence[float]) -> dic
 
 def write_mpii_json(path: str | Path, records: Sequence[dict], meta: KeypointMeta) -> Path:
     """Write records in the MPII json layout (file coordinates, 1-based), validated, atomically."""
-    from hcbench.results.store import atomic_write_text
+    from hcbench.io import atomic_write_text
 
     path = Path(path)
     records = [dict(r) for r in records]
@@ -179,7 +179,7 @@ def write_mpii_head_boxes(path: str | Path, head_boxes: np.ndarray, keypoints: n
 
     from scipy.io import savemat
 
-    from hcbench.results.store import atomic_write_bytes
+    from hcbench.io import atomic_write_bytes
 
     hb = np.asarray(head_boxes, dtype=np.float64)
     kp = np.asarray(keypoints, dtype=np.float64)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from hcbench.data.transforms.image import IMAGENET_MEAN, IMAGENET_STD, to_tensor
+from hcbench.data.transforms.image import to_tensor
 from hcbench.data.types import DetectionSample
 
 if TYPE_CHECKING:
@@ -87,8 +87,8 @@ class DetectionTransform:
     max_size: int = 1333
     train: bool = True
     flip_prob: float = 0.5
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
+    mean: tuple[float, ...] | None = None  # None: [0, 1] output (the backbone normalises)
+    std: tuple[float, ...] | None = None
 
     def __call__(self, image: np.ndarray, target: Target, rng: np.random.Generator | None = None
                  ) -> tuple[torch.Tensor, Target, tuple[float, float]]:

@@ -15,11 +15,13 @@ from PIL import Image, UnidentifiedImageError
 
 from hcbench.data.types import DataFormatError
 
+# Input normalisation lives in the backbone (hcbench.backbones.features.Backbone), statistics
+# defined once in hcbench.normalization; transforms produce [0, 1] floats. IMAGENET_MEAN stays
+# importable here as the fill colour of random erasing.
+from hcbench.normalization import IMAGENET_MEAN  # noqa: E402,F401
+
 if TYPE_CHECKING:
     import torch
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def open_image(path: str | Path) -> Image.Image:
@@ -108,9 +110,10 @@ def _label_palette() -> list[int]:
     return pal
 
 
-def to_tensor(image: np.ndarray, mean: tuple[float, ...] = IMAGENET_MEAN,
-              std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
-    """H x W x 3 uint8 -> 3 x H x W float32, scaled to [0, 1] then normalised per channel."""
+def to_tensor(image: np.ndarray, mean: tuple[float, ...] | None = None,
+              std: tuple[float, ...] | None = None) -> torch.Tensor:
+    """H x W x 3 uint8 -> 3 x H x W float32 in [0, 1]; normalised per channel only when
+    ``mean``/``std`` are given (hcbench's backbones normalise their input themselves)."""
     import torch
 
     arr = np.ascontiguousarray(image)
@@ -119,6 +122,10 @@ def to_tensor(image: np.ndarray, mean: tuple[float, ...] = IMAGENET_MEAN,
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an H x W x 3 image, got shape {arr.shape}")
     t = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+    if mean is None and std is None:
+        return t
+    mean = mean if mean is not None else (0.0, 0.0, 0.0)
+    std = std if std is not None else (1.0, 1.0, 1.0)
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
     return t.sub_(m).div_(s)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from hcbench.data.transforms.image import IMAGENET_MEAN, IMAGENET_STD, load_label, load_rgb, to_tensor
+from hcbench.data.transforms.image import load_label, load_rgb, to_tensor
 from hcbench.data.types import DataFormatError, ParsingMeta, ParsingSample
 
 if TYPE_CHECKING:
@@ -71,6 +71,34 @@ def random_crop(image: np.ndarray, label: np.ndarray, size: tuple[int, int], rng
     return image[y:y + size[0], x:x + size[1]], label[y:y + size[0], x:x + size[1]]
 
 
+def resized_random_crop(image: np.ndarray, label: np.ndarray, resized_hw: tuple[int, int], size: tuple[int, int],
+                        rng: np.random.Generator, meta: ParsingMeta, flip: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``resize(resized_hw)`` -> ``hflip`` (when ``flip``) -> ``random_crop(size)``, resizing only the
+    window the crop keeps (PIL's ``resize(box=...)`` samples the same source points), so an image
+    scaled up to 2x is never resized whole; the random draws are those of :func:`random_crop`.
+    """
+    th, tw = resized_hw
+    ch, cw = size
+    y = int(rng.integers(0, max(th, ch) - ch + 1))
+    x = int(rng.integers(0, max(tw, cw) - cw + 1))
+    y1, x1 = min(y + ch, th), min(x + cw, tw)  # the window in the resized (flipped) image
+    ux0, ux1 = (tw - x1, tw - x) if flip else (x, x1)  # ... in the resized, unflipped image
+    oh, ow = label.shape
+    sy, sx = oh / th, ow / tw
+    box = (ux0 * sx, y * sy, ux1 * sx, y1 * sy)
+    win = (ux1 - ux0, y1 - y)
+    img = np.asarray(Image.fromarray(image).resize(win, Image.Resampling.BILINEAR, box=box))
+    lab = np.asarray(Image.fromarray(label).resize(win, Image.Resampling.NEAREST, box=box))
+    if flip:
+        img, lab = img[:, ::-1], meta.flip_lut()[lab[:, ::-1]]
+    out_img = np.zeros((ch, cw, 3), np.uint8)
+    out_lab = np.full((ch, cw), meta.ignore_index, np.uint8)
+    out_img[:win[1], :win[0]] = img
+    out_lab[:win[1], :win[0]] = lab
+    return out_img, out_lab
+
+
 def random_scale(image: np.ndarray, label: np.ndarray, scale_range: tuple[float, float],
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     s = float(rng.uniform(*scale_range))
@@ -90,8 +118,8 @@ class ParsingTransform:
     train: bool = True
     scale_range: tuple[float, float] = (0.5, 2.0)
     flip_prob: float = 0.5
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
+    mean: tuple[float, ...] | None = None  # None: [0, 1] output (the backbone normalises)
+    std: tuple[float, ...] | None = None
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:

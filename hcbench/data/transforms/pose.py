@@ -62,12 +62,18 @@ class TopDownSample:
 def load_rgb(path: str | Path) -> np.ndarray:
     """Read an image as an (H, W, 3) uint8 RGB array (stored pixel order, EXIF not applied,
     like the annotations); a missing or unreadable file raises naming it."""
+    return np.asarray(open_rgb(path))
+
+
+def open_rgb(path: str | Path) -> Image.Image:
+    """:func:`load_rgb` as a decoded PIL image: the warp reads it without a copy to numpy."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            im.load()
+            return im if im.mode == "RGB" else im.convert("RGB")
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: image file not found") from None
-    except OSError as e:
+    except (OSError, SyntaxError, ValueError) as e:  # PIL raises all three for corrupt files
         raise DataFormatError(path, f"cannot read image: {e}") from e
 
 
@@ -177,10 +183,15 @@ class TopDownTransform:
             if self._own_rng and os.getpid() != self._pid:  # a forked worker: fresh stream
                 self.rng, self._pid = np.random.default_rng(), os.getpid()
             rng = self.rng
-        img = load_rgb(inst.image) if image is None else np.asarray(image)
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        img_h, img_w = img.shape[:2]
+        img = open_rgb(inst.image) if image is None else image
+        if isinstance(img, Image.Image):
+            img = img if img.mode == "RGB" else img.convert("RGB")
+            img_w, img_h = img.size
+        else:
+            img = np.asarray(img)
+            if img.ndim == 2:
+                img = np.repeat(img[..., None], 3, axis=2)
+            img_h, img_w = img.shape[:2]
         if inst.width and inst.height and (inst.width, inst.height) != (img_w, img_h):
             raise DataFormatError(
                 inst.image, f"image is {img_w}x{img_h} but its annotation says {inst.width}x{inst.height}",

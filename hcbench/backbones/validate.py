@@ -1,0 +1,65 @@
+"""Check a backbone spec before anything runs: a typo is one error, not one failure per card.
+
+:func:`check_backbone_spec` does the cheap part of :func:`hcbench.backbones.build_backbone`
+without building a model: the registry name exists, the ``timm:`` model exists (with close
+names suggested), the ``file:`` checkpoint exists and has a card naming its architecture, the
+``student:`` folder holds an exported backbone. Loading the weights is left to the run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from hcbench.backbones import BackboneSpecError, _card, students_dir
+from hcbench.registry import BACKBONES
+
+
+def _normal(name: str) -> str:
+    # "resnet_18", "ResNet-18" and "resnet18" are one name to a reader
+    return name.lower().replace("-", "").replace("_", "").replace(".", "")
+
+
+def suggest_timm(name: str, n: int = 3) -> list[str]:
+    """timm model names close to ``name``, closest first; ``_``/``-``/case differences count as none."""
+    import timm
+
+    names = timm.list_models()
+    by_norm: dict[str, list[str]] = {}
+    for m in names:
+        by_norm.setdefault(_normal(m), []).append(m)
+    want = _normal(name)
+    out = list(by_norm.get(want, []))
+    for close in difflib.get_close_matches(want, list(by_norm), n=n + len(out), cutoff=0.75):
+        out += [m for m in by_norm[close] if m not in out]
+    if len(out) < n:  # then the plain spelling (keeps prefixes such as "vit_" meaningful)
+        out += [m for m in difflib.get_close_matches(name, names, n=n) if m not in out]
+    return out[:n]
+
+
+def check_backbone_spec(spec: str) -> None:
+    """Raise :class:`BackboneSpecError` (or a checkpoint error) naming what is wrong with ``spec``."""
+    kind, sep, rest = spec.partition(":")
+    if sep and kind == "timm":
+        import timm
+
+        if not rest or not timm.is_model(rest):
+            close = suggest_timm(rest) if rest else []
+            hint = f"; did you mean {', '.join('timm:' + c for c in close)}?" if close else \
+                "; `hcbench list backbones` or timm.list_models() show the names"
+            raise BackboneSpecError(f"backbone {spec}: timm has no model {rest!r}{hint}")
+    elif sep and kind == "file":
+        _card(Path(rest).expanduser())  # missing file, a folder, no card: each its own message
+    elif sep and kind == "student":
+        path = students_dir() / rest / "backbone.safetensors"
+        if not path.exists():
+            known = sorted(p.name for p in students_dir().glob("*")) if students_dir().exists() else []
+            close = difflib.get_close_matches(rest, known, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"known students: {', '.join(known) or 'none'}"
+            raise BackboneSpecError(f"backbone {spec}: student {rest!r} not found at {path}; {hint}")
+        _card(path)
+    else:
+        BACKBONES.entry(spec)  # RegistryError naming the close registered names
+
+
+__all__ = ["check_backbone_spec", "suggest_timm"]
