@@ -83,7 +83,8 @@ def cmd_inspect(args) -> int:
 
 # --------------------------------------------------------------------------- leaderboard
 def cmd_leaderboard(args) -> int:
-    from hcbench.results.leaderboard import leaderboard_frame, render
+    from hcbench.results.board_render import render
+    from hcbench.results.leaderboard import leaderboard_frame
 
     board = leaderboard_frame(args.results, suite=args.suite, tier=args.tier, strict=args.strict)
     print(render(board, args.format, tty=sys.stdout.isatty()))
@@ -183,7 +184,8 @@ def cmd_run(args) -> int:
         progress.close()
     if D.is_main():
         if not args.no_leaderboard:
-            from hcbench.results.leaderboard import leaderboard_frame, render
+            from hcbench.results.board_render import render
+            from hcbench.results.leaderboard import leaderboard_frame
 
             board = leaderboard_frame(args.out, suite=args.suite or "adhoc", tier=tier)
             print(render(board, "table", tty=sys.stdout.isatty()))

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from hcbench.cli import main
-from hcbench.results.leaderboard import leaderboard_frame, render
+from hcbench.results.board_render import render
+from hcbench.results.leaderboard import leaderboard_frame
 from hcbench.results.schema import ResultRecord
 from hcbench.results.store import (
     RecordError,
