@@ -109,21 +109,10 @@ def protocol_metrics(gts: list[dict[str, Any]], dets: dict[str, np.ndarray], opt
 
 
 def read_odgt(path: Path, images: Path) -> list[DetectionSample]:
-    """A CrowdHuman .odgt through the dataset reader's own record parser."""
-    import json
+    """A CrowdHuman .odgt through the dataset reader's own parser (repeated IDs are errors)."""
+    from hcbench.data.readers.detection import read_odgt_file
 
-    from hcbench.data.readers.detection import parse_odgt_record
-
-    samples = []
-    with open(exists(path, "CrowdHuman ground truth"), encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(path, f"not JSON: {e}", record=f"line {line_no}") from None
-            samples.append(parse_odgt_record(obj, path, f"line {line_no}", images))
+    samples = read_odgt_file(exists(path, "CrowdHuman ground truth"), images)
     if not samples:
         raise DataFormatError(path, "no records")
     return samples

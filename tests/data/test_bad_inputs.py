@@ -176,3 +176,19 @@ def test_empty_score_inputs_are_one_line_errors(tmp_path: Path, monkeypatch, cap
     assert main(["score", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hcbench: error: ") and culprit in err and "Traceback" not in err
+
+
+def test_score_detection_names_a_repeated_odgt_id(tmp_path: Path, capsys):
+    """`hcbench score detection` reads the odgt through the reader's parser: same error, one line."""
+    from hcbench.cli import main
+
+    rec = {"ID": "273271,c9db000d5146c15", "gtboxes": [{"tag": "person", "fbox": [1, 2, 30, 60]}]}
+    gt = tmp_path / "annotation_val.odgt"
+    gt.write_text("\n".join(json.dumps(r) for r in (rec, rec)) + "\n")
+    pred = tmp_path / "dets.json"
+    pred.write_text(json.dumps([{"image_id": rec["ID"], "category_id": 1, "bbox": [1, 2, 30, 60], "score": 0.9}]))
+    sizes = tmp_path / "sizes.json"
+    sizes.write_text(json.dumps({rec["ID"]: [100, 100]}))
+    code = main(["score", "detection", "--gt", str(gt), "--pred", str(pred), "--sizes", str(sizes)])
+    err = capsys.readouterr().err
+    assert code == 2 and str(gt) in err and "line 2" in err and "duplicate ID" in err and "Traceback" not in err

@@ -98,13 +98,11 @@ def parse_odgt_record(obj: Any, path: Path, record: str, images: Path) -> Detect
                            heads=arr(heads))
 
 
-@DATASETS.register("crowdhuman_odgt")
-def read_crowdhuman(root: Path, split: str, card: DatasetCard, *, limit: int | None = None) -> DatasetSplit:
-    """CrowdHuman ``annotation_{split}.odgt`` + ``Images/<ID>.jpg``; records named ``line N``."""
-    p = role_paths(Path(root), card, split, ("annotations", "images"))
-    path = require_file(p["annotations"], f"annotations of split {split!r}")
+def read_odgt_file(path: Path, images: Path, *, limit: int | None = None) -> list[DetectionSample]:
+    """Every record of an ``.odgt`` (one JSON object per line; records named ``line N``), parsed by
+    :func:`parse_odgt_record`. A repeated ``ID`` is an error: it would merge two images' boxes."""
     samples: list[DetectionSample] = []
-    first_line: dict[str, int] = {}  # ID -> line: a repeated ID would merge two images' boxes at scoring
+    first_line: dict[str, int] = {}
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             if limit is not None and len(samples) >= limit:
@@ -116,12 +114,21 @@ def read_crowdhuman(root: Path, split: str, card: DatasetCard, *, limit: int | N
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataFormatError(path, f"not JSON: {e}", record=record) from None
-            sample = parse_odgt_record(obj, path, record, p["images"])
+            sample = parse_odgt_record(obj, path, record, images)
             if sample.image_id in first_line:
                 raise DataFormatError(path, f"duplicate ID {sample.image_id!r} (first on line "
                                       f"{first_line[sample.image_id]})", record=record)
             first_line[sample.image_id] = line_no
             samples.append(sample)
+    return samples
+
+
+@DATASETS.register("crowdhuman_odgt")
+def read_crowdhuman(root: Path, split: str, card: DatasetCard, *, limit: int | None = None) -> DatasetSplit:
+    """CrowdHuman ``annotation_{split}.odgt`` + ``Images/<ID>.jpg``; records named ``line N``."""
+    p = role_paths(Path(root), card, split, ("annotations", "images"))
+    path = require_file(p["annotations"], f"annotations of split {split!r}")
+    samples = read_odgt_file(path, p["images"], limit=limit)
     return DatasetSplit(card.name, split, "detection", samples, _meta(card), files=[path])
 
 
