@@ -128,12 +128,6 @@ class DetectionEvaluator(BaseEvaluator):
     family = "detection"
     predictions_suffix = ".json"
 
-    def eval_split(self, card: TaskCard, root: Path | None, limit: int | None = None) -> DatasetSplit:
-        split = super().eval_split(card, root, limit)
-        if not split.samples:
-            raise DataFormatError(f"{card.dataset.name}/{split.split}", "the split is empty (no records to evaluate)")
-        return split
-
     def write(self, predictions: list[dict[str, Any]], split: DatasetSplit, card: TaskCard, path: Path) -> Path:
         from hcbench.io import atomic_write_json
 

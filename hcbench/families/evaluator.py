@@ -111,10 +111,14 @@ class BaseEvaluator:
     predictions_suffix: str = ".json"
 
     def eval_split(self, card: TaskCard, root: Path | None, limit: int | None = None) -> DatasetSplit:
-        """The evaluation split of ``card`` under ``root``, as ``run`` and re-scoring read it."""
+        """The evaluation split of ``card`` under ``root``, as ``run`` and re-scoring read it; an empty
+        split is an error (a score over nothing would read as a number)."""
         from hcbench.data.cards import read_split
 
-        return read_split(card.dataset.name, card.dataset.split, root, limit=limit)
+        split = read_split(card.dataset.name, card.dataset.split, root, limit=limit)
+        if not split.samples:
+            raise DataFormatError(f"{card.dataset.name}/{split.split}", "the split is empty (no records to evaluate)")
+        return split
 
     def split_from_gt(self, card: TaskCard, gt: Path | None) -> DatasetSplit:
         """``hcbench score --card``: the card's eval split read from the dataset root ``gt`` names

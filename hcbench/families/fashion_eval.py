@@ -93,12 +93,6 @@ class FashionEvaluator(BaseEvaluator):
     family = "fashion"
     predictions_suffix = ".json"
 
-    def eval_split(self, card: TaskCard, root: Path | None, limit: int | None = None) -> DatasetSplit:
-        split = super().eval_split(card, root, limit)
-        if not split.samples:
-            raise DataFormatError(f"{card.dataset.name}/{split.split}", "the split is empty (no records to evaluate)")
-        return split
-
     def write(self, predictions: list[dict[str, Any]], split: DatasetSplit, card: TaskCard, path: Path) -> Path:
         """Adapter predictions (``index``, ``boxes`` xywh, ``scores``, ``labels`` as category ids, ``masks``
         as RLE objects, ``attributes`` as (K, A) probabilities) -> the results file."""
