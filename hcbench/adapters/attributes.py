@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from hcbench.adapters.base import split_name
+from hcbench.adapters.base import role_split
 from hcbench.backbones.features import Backbone
 from hcbench.cards import TaskCard
-from hcbench.data.cards import get_dataset_card, read_split
+from hcbench.data.cards import get_dataset_card
 from hcbench.data.transforms.image import load_rgb
 from hcbench.data.types import AttributeMeta, AttributeSample, DatasetSplit
 from hcbench.families.attributes_eval import AttributeEvaluator
@@ -129,10 +129,7 @@ class AttributeAdapter:
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        if role == "eval":  # the evaluator's split: re-scoring and `hcbench score` read the same one
-            split = EVALUATOR.eval_split(card, root, limit)
-        else:
-            split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
+        split = role_split(card, root, role, EVALUATOR, limit)
         if not split.samples:
             raise ValueError(f"{card.dataset.name}/{split.split}: the split is empty")
         size = (card.input.height, card.input.width)

@@ -68,6 +68,17 @@ def split_name(card: TaskCard, role: str) -> str:
     raise ValueError(f"role must be 'train' or 'eval', got {role!r}")
 
 
+def role_split(card: TaskCard, root: Path | None, role: str, evaluator: Any, limit: int | None = None
+               ) -> DatasetSplit:
+    """The split a run reads for ``role``: ``eval`` -> the family evaluator's split (the one re-scoring
+    and ``hcbench score`` read), ``train`` -> the card's training split through its reader."""
+    if role == "eval":
+        return evaluator.eval_split(card, root, limit)
+    from hcbench.data.cards import read_split
+
+    return read_split(card.dataset.name, split_name(card, role), root, limit=limit)
+
+
 def split_root(split: DatasetSplit) -> Path | None:
     """The data root as seen from a split: the common folder above its annotation files/folders."""
     from hcbench.families.evaluator import split_root as root_of

@@ -59,11 +59,10 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from hcbench.adapters.base import split_name
+from hcbench.adapters.base import role_split
 from hcbench.backbones.features import Backbone
 from hcbench.backbones.pyramid import SimpleFeaturePyramid
 from hcbench.cards import TaskCard
-from hcbench.data.cards import read_split
 from hcbench.data.transforms.detection import DetectionTransform, target_of
 from hcbench.data.transforms.image import load_rgb
 from hcbench.data.types import DatasetSplit, DetectionSample
@@ -254,10 +253,7 @@ class DetectionAdapter:
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        if role == "eval":  # the evaluator's split: re-scoring and `hcbench score` read the same one
-            split = EVALUATOR.eval_split(card, root, limit)
-        else:
-            split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
+        split = role_split(card, root, role, EVALUATOR, limit)
         if not split.samples:
             raise ValueError(f"{card.dataset.name}/{split.split}: the split is empty")
         return DetectionDataset(split, card, train=role == "train"), split

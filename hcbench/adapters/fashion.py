@@ -47,12 +47,11 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
 
-from hcbench.adapters.base import split_name
+from hcbench.adapters.base import role_split
 from hcbench.adapters.detection import _FixedSizeTransform, _PyramidBody
 from hcbench.backbones.features import Backbone
 from hcbench.backbones.pyramid import SimpleFeaturePyramid
 from hcbench.cards import TaskCard
-from hcbench.data.cards import read_split
 from hcbench.data.readers.fashionpedia import FashionMeta, FashionSample, decode_mask, encode_mask
 from hcbench.data.transforms.image import load_rgb, to_tensor
 from hcbench.data.types import DatasetSplit
@@ -240,10 +239,7 @@ class FashionAdapter:
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        if role == "eval":  # the evaluator's split: re-scoring and `hcbench score` read the same one
-            split = EVALUATOR.eval_split(card, root, limit)
-        else:
-            split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
+        split = role_split(card, root, role, EVALUATOR, limit)
         ds = FashionDataset(split, card, train=role == "train")
         if not len(ds):
             raise ValueError(f"{card.dataset.name}/{split.split}: no image with an annotation to train on")

@@ -31,11 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Sampler, default_collate
 
-from hcbench.adapters.base import split_name
+from hcbench.adapters.base import role_split
 from hcbench.backbones.features import Backbone
 from hcbench.backbones.pyramid import SimpleFeaturePyramid
 from hcbench.cards import TaskCard
-from hcbench.data.cards import get_dataset_card, read_split
+from hcbench.data.cards import get_dataset_card
 from hcbench.data.rng import rng_from_torch
 from hcbench.data.types import DatasetSplit, ParsingMeta
 from hcbench.families import parsing_eval
@@ -185,10 +185,7 @@ class ParsingAdapter:
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        if role == "eval":  # the evaluator's split: re-scoring and `hcbench score` read the same one
-            split = EVALUATOR.eval_split(card, root, limit)
-        else:
-            split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
+        split = role_split(card, root, role, EVALUATOR, limit)
         return ParsingDataset(split, card, train=role == "train"), split
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:

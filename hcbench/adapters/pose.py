@@ -42,11 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Sampler, default_collate
 
-from hcbench.adapters.base import split_name
+from hcbench.adapters.base import role_split
 from hcbench.adapters.pose_codec import align_flipped, decode_heatmaps, encode_msra, encode_udp
 from hcbench.backbones.features import Backbone
 from hcbench.cards import TaskCard
-from hcbench.data.cards import get_dataset_card, read_split
+from hcbench.data.cards import get_dataset_card
 from hcbench.data.rng import rng_from_torch
 from hcbench.data.types import DatasetSplit, KeypointMeta
 from hcbench.families.pose import PoseAdapterOptions, PoseAugment, PoseCodec
@@ -198,10 +198,7 @@ class PoseAdapter:
 
     def build_data(self, card: TaskCard, root: Path | None, role: str, *, limit: int | None = None
                    ) -> tuple[Dataset, DatasetSplit]:
-        if role == "eval":  # the evaluator reads the eval split, so re-scoring sees the same persons
-            split = EVALUATOR.eval_split(card, root, limit)
-        else:
-            split = read_split(card.dataset.name, split_name(card, role), root, limit=limit)
+        split = role_split(card, root, role, EVALUATOR, limit)
         if role == "train":  # persons without a labelled keypoint carry no training signal
             split.samples = [s for s in split.samples if s.num_visible > 0]
         train = role == "train"
