@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hcbench.backbones.features import Backbone, Features
+from hcbench.backbones.vit import Mlp  # the same fc1 / GELU / fc2 block (and key names) as the ViTs
 
 
 @dataclass
@@ -70,17 +71,6 @@ class WindowAttention(nn.Module):
             bias = (bias + mask.unsqueeze(1)).repeat(b // nw, 1, 1, 1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 def _partition(x: torch.Tensor, ws: int) -> torch.Tensor:
