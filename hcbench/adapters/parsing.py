@@ -38,7 +38,6 @@ from hcbench.cards import TaskCard
 from hcbench.data.cards import get_dataset_card
 from hcbench.data.rng import rng_from_torch
 from hcbench.data.types import DatasetSplit, ParsingMeta
-from hcbench.families import parsing_eval
 from hcbench.families.parsing import ParsingAdapterOptions, ParsingAugment
 from hcbench.families.parsing_eval import ParsingEvaluator
 from hcbench.registry import ADAPTERS
@@ -237,7 +236,6 @@ class ParsingAdapter:
 
 
 EVALUATOR = ParsingEvaluator()  # predictions codec + metrics, shared with re-scoring and `hcbench score`
-score_file = parsing_eval.score_file  # the old name
 
 
 ADAPTER = ParsingAdapter()  # the instance hcbench.families.parsing.FAMILY.adapter names

@@ -42,7 +42,7 @@ from hcbench.backbones.layouts import (  # noqa: F401  (re-exported: the loader'
     remap_layout,
     strip_prefixes,
 )
-from hcbench.backbones.posembed import _grid_for, adapt_pos_embed, grid_for, split_table  # noqa: F401
+from hcbench.backbones.posembed import adapt_pos_embed, grid_for, split_table  # noqa: F401
 from hcbench.io import sha256_file
 
 WRAPPERS = ("state_dict", "model", "student", "module", "model_ema", "teacher")

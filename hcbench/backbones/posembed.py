@@ -59,7 +59,6 @@ def grid_for(num: int, target: tuple[int, int], hint: tuple[int, int] | None) ->
     return min(pairs, key=lambda p: (abs(math.log(p[0] / p[1]) - want), -min(p)))
 
 
-_grid_for = grid_for  # old name
 
 
 def split_table(n: int, model_prefix: int, target: tuple[int, int], hint: tuple[int, int] | None
