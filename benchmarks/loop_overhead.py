@@ -14,9 +14,9 @@ Both sides read the same in-memory items (made once, up front), so what is compa
   the same flip test (``model(x)`` and ``model(x.flip(-1))``), the goal's reference.
 Throughput ratios are raw time / engine time (1.0 = no overhead; goal >= 0.9), from CPU time of
 this process (``time.process_time``): other jobs on a shared machine move wall time a lot; each
-side runs twice, interleaved, and the faster run counts. The data pipelines have their own
-benchmark (``benchmarks/pipeline.py``); the line "eval items" shows what dropping the training
-heatmaps from the pose evaluation set saves per item.
+side (for eval: one forward, forward + flip, engine) runs twice, interleaved, and the faster run
+counts. The data pipelines have their own benchmark (``benchmarks/pipeline.py``); the line "eval
+items" shows what dropping the training heatmaps from the pose evaluation set saves per item.
 """
 
 from __future__ import annotations
@@ -98,12 +98,12 @@ def cpu_time(fn: Callable[[], Any]) -> float:
     return time.process_time() - c0
 
 
-def best_of_two(a: Callable[[], Any], b: Callable[[], Any]) -> tuple[float, float]:
-    ta, tb = [], []
-    for _ in range(2):  # interleaved: a slow spell of the machine hits both sides
-        ta.append(cpu_time(a))
-        tb.append(cpu_time(b))
-    return min(ta), min(tb)
+def best_of_two(*fns: Callable[[], Any]) -> tuple[float, ...]:
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(2):  # interleaved: a slow spell of the machine hits every side
+        for t, fn in zip(times, fns, strict=True):
+            t.append(cpu_time(fn))
+    return tuple(min(t) for t in times)
 
 
 def train_pair(adapter, model0: torch.nn.Module, card: TaskCard, items: Items, seed: int) -> tuple[float, float]:
@@ -153,8 +153,7 @@ def eval_triple(adapter, model: torch.nn.Module, card: TaskCard, items: Items) -
         predict_split(adapter, model, card, items, device=torch.device("cpu"), progress=Progress(enabled=False),
                       workers=0)
 
-    t_raw1, t_eng = best_of_two(lambda: raw(False), engine)
-    t_raw2 = min(cpu_time(lambda: raw(True)) for _ in range(2))
+    t_raw1, t_raw2, t_eng = best_of_two(lambda: raw(False), lambda: raw(True), engine)
     return t_raw1, t_raw2, t_eng
 
 

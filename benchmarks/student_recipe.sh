@@ -2,8 +2,9 @@
 # The synthetic pretraining recipe shown in the README: a vit_small teacher fine-tuned on human
 # parsing of a second synthetic draw, ViT-Ti students pretrained from its unlabeled person crops
 # with DPAL, SAIP and feature-kd, then the recipe suite (the five original synthetic cards) on each student and on random-init ViT-Ti,
-# with fine-tuning seeds 0, 1 and 2. CPU-only, about 2.5 hours on 2 cores. Re-running skips
-# every finished step.
+# with fine-tuning seeds 0, 1 and 2. CPU-only, about 1.5 hours on 2 free cores (the pretraining
+# budget is 5 epochs = 250 steps per student; it was 10 before 2026-12-01). Re-running skips
+# every finished step, and re-makes any record made by other code (a record's run.code).
 #   bash benchmarks/student_recipe.sh [WORK_DIR]   (records: results/student-recipe/recipe/<backbone>/<card>.smoke.json = seed 0,
 #   results/student-recipe/seed-N/recipe/<backbone>/<card>.smoke.sN.json)
 set -euo pipefail
@@ -14,10 +15,12 @@ mkdir -p "$work"
 # disjoint from every image the students are evaluated on
 [ -d "$work/synth" ] || hcbench data synth --out "$work/synth" --size smoke
 [ -d "$work/unlabeled" ] || hcbench data synth --out "$work/unlabeled" --size small --seed 1
-hcbench run --backbone vit_small --card benchmarks/recipe/recipe_teacher_parsing.yaml --synth "$work/unlabeled" \
-    --out "$work/teacher" --work-dir "$work/teacher-ckpt" --no-leaderboard
-[ -d students/recipe_teacher ] || \
+# (skipped once exported: a later code change must not re-train the teacher the students came from)
+if [ ! -d students/recipe_teacher ]; then
+    hcbench run --backbone vit_small --card benchmarks/recipe/recipe_teacher_parsing.yaml --synth "$work/unlabeled" \
+        --out "$work/teacher" --work-dir "$work/teacher-ckpt" --no-leaderboard
     hcbench export "$work/teacher/adhoc/vit_small/recipe_teacher_parsing.json" --name recipe_teacher
+fi
 
 for method in dpal saip feature-kd; do
     teacher=(--teacher student:recipe_teacher)
@@ -26,7 +29,7 @@ for method in dpal saip feature-kd; do
     [ -d "students/vit_tiny_$method" ] || \
         hcbench pretrain "$method" --student vit_tiny "${teacher[@]}" \
             --images "$work/unlabeled/synth_reid/bounding_box_train" --name "vit_tiny_$method" \
-            --size small --epochs 10 --batch-size 32 --lr 5e-4 --work-dir "$work/pretrain-$method" --resume
+            --size small --epochs 5 --batch-size 32 --lr 5e-4 --work-dir "$work/pretrain-$method" --resume
 done
 
 backbones=(student:vit_tiny_dpal student:vit_tiny_saip student:vit_tiny_feature-kd vit_tiny)

@@ -67,6 +67,24 @@ def class_flip_index(meta: ParsingMeta) -> np.ndarray:
     return meta.flip_lut()[: meta.num_classes].astype(np.int64)
 
 
+def first_max_index(x: torch.Tensor) -> torch.Tensor:
+    """``x.argmax(0)`` of a ``C x H x W`` tensor as uint8: the first channel holding the maximum.
+
+    Found as the lowest channel equal to ``x.amax(0)``, because on the CPU torch's values-only
+    reduction over channels is vectorised and the one returning indices is not: 2.5-3x faster
+    for 20 x 480 x 360 (``max(0).indices`` was itself 2.3-3.6x faster than ``argmax(0)``), with
+    the same index everywhere, ties included. NaN (never in a softmax of finite logits) and more
+    than 255 channels take ``max(0).indices``."""
+    c = x.shape[0]
+    top = x.amax(0)
+    if c > 255 or bool(torch.isnan(top).any()):
+        return x.max(0).indices.to(torch.uint8)
+    rank = torch.arange(c, 0, -1, dtype=torch.uint8, device=x.device).view(c, 1, 1)  # channel 0 ranks highest
+    # nothing exceeds the maximum, so x >= top is x == top (and cheaper); bool -> uint8 is a free view
+    hit = torch.ge(x, top).view(torch.uint8).mul_(rank)
+    return c - hit.amax(0)
+
+
 # --------------------------------------------------------------------------- data
 def _fit_scale(h: int, w: int, size: tuple[int, int]) -> float:
     return min(size[0] / h, size[1] / w)
@@ -213,18 +231,23 @@ class ParsingAdapter:
     def predict(self, model: nn.Module, batch: dict[str, Any], card: TaskCard) -> list[dict[str, Any]]:
         net: ParsingModel = getattr(model, "module", model)
         images = batch["image"]
-        prob = model(images).float().softmax(1)
-        if card.eval.flip_test:
-            mirrored = model(images.flip(-1)).float().softmax(1)
-            prob = 0.5 * (prob + mirrored.flip(-1).index_select(1, net.flip_index))
+        logits = model(images).float()
+        mirrored = model(images.flip(-1)).float() if card.eval.flip_test else None
         out = []
         indices = batch["index"].tolist() if torch.is_tensor(batch["index"]) else list(batch["index"])
         for i, idx in enumerate(indices):
             vh, vw = (int(v) for v in batch["valid"][i])
             oh, ow = (int(v) for v in batch["orig_size"][i])
-            p = F.interpolate(prob[i : i + 1, :, :vh, :vw], size=(oh, ow), mode="bilinear", align_corners=False)
-            # max(0).indices: the same first-maximum rule as argmax(0), 2.3-3.6x faster across channels on CPU
-            out.append({"index": int(idx), "label": p[0].max(0).indices.to(torch.uint8).cpu().numpy()})
+            # one image at a time and only its valid window: the softmax is per pixel, so the values
+            # are those of the whole batch's softmax, without allocating (and page-faulting) four
+            # batch-sized buffers; ~2x less time after the forward on CPU (issue 18)
+            p = logits[i, :, :vh, :vw].softmax(0)
+            if mirrored is not None:
+                # the mirror's window sits at the right edge; flipped back it covers [:vw]
+                m = mirrored[i, :, :vh, mirrored.shape[-1] - vw:].softmax(0)
+                p = p.add_(m.index_select(0, net.flip_index).flip(-1)).mul_(0.5)
+            p = F.interpolate(p[None], size=(oh, ow), mode="bilinear", align_corners=False)
+            out.append({"index": int(idx), "label": first_max_index(p[0]).cpu().numpy()})
         return out
 
     def write_predictions(self, predictions: list[dict[str, Any]], split: DatasetSplit, card: TaskCard,

@@ -23,6 +23,7 @@ from hcbench.backbones import build_backbone
 from hcbench.backbones.errors import PartialLoadWarning
 from hcbench.backbones.stats import count_params, gflops
 from hcbench.cards import TaskCard, get_card, resolve
+from hcbench.codeprint import code_modules, fingerprint_of
 from hcbench.data.cards import dataset_root, get_dataset_card
 from hcbench.data.fingerprint import dataset_fingerprint
 from hcbench.engine import distributed as D
@@ -111,15 +112,24 @@ def _defined(x) -> float | None:
     return None if x is None or x != x or x < 0 else x
 
 
-def existing_record(path: Path, identity: tuple) -> ResultRecord | None:
-    """A valid, successful record of the same identity, or None (stale/failed/malformed)."""
+def existing_record(path: Path, identity: tuple, code: str | None = None) -> ResultRecord | None:
+    """A valid, successful record of the same identity made by the same code (``run.code``, when
+    ``code`` is given), or None (stale/failed/malformed)."""
     if not path.exists():
         return None
     try:
         rec = read_record(path)
     except RecordError:
         return None
-    return rec if rec.status == "ok" and rec.identity == identity else None
+    if rec.status != "ok" or rec.identity != identity:
+        return None
+    return rec if code is None or rec.run.code == code else None
+
+
+def run_code(card: TaskCard) -> dict[str, str]:
+    """Per-module source hashes of the code that computes this card's numbers (see
+    :mod:`hcbench.codeprint`)."""
+    return code_modules(card.family, get_dataset_card(card.dataset.name).format)
 
 
 def _fault_injection():
@@ -137,10 +147,11 @@ def _fault_injection():
     return on_step
 
 
-def run_identity(spec: RunSpec, card: TaskCard, checkpoint_sha256: str | None) -> dict:
-    """What a training checkpoint must agree on to be resumed by this run."""
+def run_identity(spec: RunSpec, card: TaskCard, checkpoint_sha256: str | None, code: str | None = None) -> dict:
+    """What a training checkpoint must agree on to be resumed by this run (a checkpoint written by
+    other code is not resumed: its record would mix two versions)."""
     return {"backbone": spec.backbone, "checkpoint_sha256": checkpoint_sha256, "card": card.name,
-            "card_sha256": card.sha256, "tier": card.tier, "seed": spec.seed}
+            "card_sha256": card.sha256, "tier": card.tier, "seed": spec.seed, "code": code}
 
 
 def work_folder(spec: RunSpec, card: TaskCard, identity: dict) -> Path:
@@ -185,9 +196,13 @@ def run_one(spec: RunSpec, progress: Progress) -> tuple[ResultRecord, bool]:
     identity = (backbone.checkpoint_sha256, card.sha256, card.tier, spec.seed)
     rec_path = spec_record_path(spec, card, backbone.checkpoint_sha256)
     stem = record_stem(card.name, card.tier, spec.seed)
-    if not spec.force and (old := existing_record(rec_path, identity)) is not None:
+    modules = run_code(card)
+    code = fingerprint_of(modules)
+    if not spec.force and (old := existing_record(rec_path, identity, code)) is not None:
         progress.log(f"skip {card.name}: a valid record of this run exists ({rec_path})")
         return old, False
+    if not spec.force and existing_record(rec_path, identity) is not None:
+        progress.log(f"re-running {card.name}: its record was made by other code than this checkout's ({rec_path})")
 
     started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     t0, cpu0 = time.perf_counter(), cpu_seconds()
@@ -196,11 +211,11 @@ def run_one(spec: RunSpec, progress: Progress) -> tuple[ResultRecord, bool]:
     params, flops = count_params(backbone), gflops(backbone, card.input.height, card.input.width)
     model = adapter.build_model(backbone, card)
     eval_ds, split = adapter.build_data(card, root, "eval", limit=card.schedule.eval_limit)
-    ident = run_identity(spec, card, backbone.checkpoint_sha256)
+    ident = run_identity(spec, card, backbone.checkpoint_sha256, code)
     work = work_folder(spec, card, ident)
     config = {"backbone": spec.backbone, "card": card.model_dump(mode="json"), "card_sha256": card.sha256,
               "seed": spec.seed, "data_root": str(root), "device": str(device), "world_size": D.world_size(),
-              "work_dir": str(work), "train": spec.train}
+              "work_dir": str(work), "train": spec.train, "code": {"fingerprint": code, "modules": modules}}
     if D.is_main():
         atomic_write_json(rec_path.with_name(f"{stem}.config.json"), config)
     if spec.train:
@@ -233,7 +248,7 @@ def run_one(spec: RunSpec, progress: Progress) -> tuple[ResultRecord, bool]:
         "primary": card.eval.primary,
         "run": {"seed": spec.seed, "started": started, "wall_s": round(time.perf_counter() - t0, 2),
                 "cpu_s": round(cpu_seconds() - cpu0, 2), "device": device_label(device),
-                "world_size": D.world_size(), "hcbench": __version__, "git_sha": git_sha(),
+                "world_size": D.world_size(), "hcbench": __version__, "git_sha": git_sha(), "code": code,
                 "packages": package_versions(), "trained": spec.train},
         "predictions": {"file": pred_path.name, "sha256": sha256_file(pred_path)},
     })

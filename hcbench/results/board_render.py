@@ -97,6 +97,10 @@ def footnotes(board: Board, source: str = "") -> list[str]:
     if split:
         notes.append("[folder]: the same run (card, seed) exists in several results folders, so each folder "
                      "has its own row")
+    if board.other_code:
+        n = board.other_code
+        notes.append(f"{n} shown record{'s were' if n != 1 else ' was'} made by other code than this hcbench's "
+                     "(the record's run.code differs; their numbers may not reproduce: `hcbench run` re-makes them)")
     if board.hidden:
         parts = [f"{n} record{'s' if n != 1 else ''} {reason}" + (f" ({detail})" if detail else "")
                  for reason, n, detail in board.hidden]
@@ -228,7 +232,8 @@ def render(board: Board, fmt: str = "table", tty: bool = False, width: int | Non
             })
         hidden = [{"reason": r, "count": n, "detail": d} for r, n, d in board.hidden]
         return json.dumps({"suite": board.suite, "tier": board.tier, "primary": board.primary,
-                           "higher_is_better": board.higher, "rows": out, "hidden": hidden}, indent=2)
+                           "higher_is_better": board.higher, "rows": out, "hidden": hidden,
+                           "made_by_other_code": board.other_code}, indent=2)
     cols = _columns(board, sep=" " if fmt in ("markdown", "html") else "")
     header = [c.header.replace("\n", " ") for c in cols]
     rows = [[c.cells[i] for c in cols] for i in range(len(board.backbones))]

@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from hcbench.cards import CardError, get_card, get_suite, higher_is_better, resolve
+from hcbench.codeprint import card_code
 from hcbench.errors import UserError
 from hcbench.results.schema import ResultRecord
 from hcbench.results.store import iter_record_files, load_records
@@ -59,6 +60,8 @@ class Board:
     cell_records: dict[tuple[str, str], list[ResultRecord]] = field(default_factory=dict)
     identity: dict[str, dict] = field(default_factory=dict)  # row -> spec, checkpoint_sha256, folder
     hidden: list[tuple[str, int, str]] = field(default_factory=list)  # (reason, count, detail)
+    # shown records made by other code than this checkout's (their run.code differs; see hcbench.codeprint)
+    other_code: int = 0
 
     @property
     def backbones(self) -> list[str]:
@@ -234,6 +237,7 @@ def leaderboard_frame(results: str | Path, suite: str | None = None, tier: str |
     if stale_hidden:
         hidden.append(("made with another version of their card than the cell's shown records", stale_hidden,
                        ""))
+    other_code = sum(1 for r in kept if r.rec.run.code is None or r.rec.run.code != card_code(r.rec.card.name))
 
     # rows: backbone identity (spec, checkpoint), split by folder when a run repeats
     by_identity: dict[tuple[str, str | None], list[_Rec]] = {}
@@ -328,4 +332,4 @@ def leaderboard_frame(results: str | Path, suite: str | None = None, tier: str |
     return Board(cards, families, primary, higher, values.loc[order], family_means.loc[order],
                  overall.loc[order], complete.loc[order], params, gflops, chosen, tier, suite,
                  std=std.loc[order], counts=counts.loc[order], overall_std=overall_std.loc[order], seeds=seeds,
-                 cell_records=cell_records, identity=identity, hidden=hidden)
+                 cell_records=cell_records, identity=identity, hidden=hidden, other_code=other_code)

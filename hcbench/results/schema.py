@@ -46,6 +46,8 @@ class RunInfo(_Rec):
     world_size: int = Field(1, ge=1)
     hcbench: str
     git_sha: str | None = None
+    # sha256 of the source that computed the numbers (hcbench.codeprint); absent in older records
+    code: str | None = None
     packages: dict[str, str] = Field(default_factory=dict)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hcbench.adapters.parsing import ParsingAdapter, class_flip_index
+from hcbench.adapters.parsing import ParsingAdapter, class_flip_index, first_max_index
 from hcbench.backbones import build_backbone
 from hcbench.cards import TaskCard, get_card, resolve
 from hcbench.data.cards import get_dataset_card, read_split
@@ -119,6 +119,71 @@ def test_flip_test_of_a_symmetric_input_mirrors_with_class_swap():
     plain = adapter.predict(model, batch, card.model_copy(update={"eval": card.eval.model_copy(
         update={"flip_test": False})}))[0]["label"]
     assert (lut[plain[:, ::-1]] != plain).mean() > 0.05  # the raw network is not symmetric
+
+
+def _batch_softmax_predict(model, batch, flip: bool) -> list[np.ndarray]:
+    """The previous prediction path (softmax of the whole batch, mirrored mean, then each image's
+    window resized): the per-image path must give the same label maps bit for bit."""
+    images = batch["image"]
+    prob = model(images).float().softmax(1)
+    if flip:
+        mirrored = model(images.flip(-1)).float().softmax(1)
+        prob = 0.5 * (prob + mirrored.flip(-1).index_select(1, model.flip_index))
+    out = []
+    for i in range(len(images)):
+        vh, vw = batch["valid"][i].tolist()
+        oh, ow = batch["orig_size"][i].tolist()
+        p = F.interpolate(prob[i:i + 1, :, :vh, :vw], size=(oh, ow), mode="bilinear", align_corners=False)
+        out.append(p[0].argmax(0).to(torch.uint8).numpy())
+    return out
+
+
+def test_first_max_index_is_argmax_ties_and_nan_included():
+    torch.manual_seed(0)
+    probs = torch.randn(20, 37, 29).softmax(0)
+    quantised = (probs * 4).round() / 4  # exact ties everywhere: the lowest channel must win
+    signed_zeros = torch.zeros(5, 3, 3)
+    signed_zeros[0] = -0.0  # -0 == +0: channel 0 is the first maximum
+    with_nan = probs.clone()
+    with_nan[7, 3, 4] = float("nan")  # max(0).indices points at the NaN channel there
+    for x in (probs, quantised, signed_zeros, with_nan, probs[:1], torch.randn(300, 4, 5)):
+        got = first_max_index(x)
+        assert got.dtype == torch.uint8 and got.shape == x.shape[1:]
+        assert torch.equal(got, x.max(0).indices.to(torch.uint8))
+        if not torch.isnan(x).any():
+            assert torch.equal(got, x.argmax(0).to(torch.uint8))
+    assert (quantised == quantised.amax(0)).sum(0).max() > 1  # the tie case really has ties
+    assert first_max_index(with_nan)[3, 4] == 7
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_per_image_prediction_equals_the_batch_softmax_path(flip):
+    card = _card(eval__flip_test=flip)
+
+    class Net(torch.nn.Module):  # input-dependent logits, so the mirror differs from the image
+        flip_index = torch.as_tensor(class_flip_index(LIP_META))
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 20, 5, padding=2)
+
+        def forward(self, images):
+            return 4 * self.conv(images.float() / 255)
+
+    torch.manual_seed(3)
+    net = Net().eval()
+    # padded windows of different sizes and shapes, resized up and down to their original sizes
+    batch = {"image": torch.randint(0, 256, (3, 3, 48, 64), dtype=torch.uint8),
+             "valid": torch.tensor([[48, 64], [40, 50], [30, 64]]),
+             "orig_size": torch.tensor([[96, 128], [37, 41], [75, 160]]), "index": torch.tensor([5, 6, 7])}
+    with torch.no_grad():
+        got = ParsingAdapter().predict(net, batch, card)
+        want = _batch_softmax_predict(net, batch, flip)
+    assert [p["index"] for p in got] == [5, 6, 7]
+    for g, w in zip(got, want, strict=True):
+        assert g["label"].shape == w.shape and g["label"].dtype == np.uint8
+        np.testing.assert_array_equal(g["label"], w)
+        assert len(np.unique(w)) >= 5  # not a trivial map
 
 
 # --------------------------------------------------------------------------- data, predictions, metrics

@@ -83,8 +83,23 @@ def test_skip_completed_force_and_stale_card(env: Path, synth_suite: Path, monke
     _all_cards.cache_clear()
     assert main(_args("res", "work3", synth_suite)) == 0
     assert len(calls) == 3
-    new = read_record(env / "res" / "adhoc" / "vit_tiny" / f"{TINY}.json")
+    path = env / "res" / "adhoc" / "vit_tiny" / f"{TINY}.json"
+    new = read_record(path)
     assert new.card.sha256 != first.card.sha256
+
+    # the code that made a record is part of what it claims: a record (and a checkpoint) made by
+    # other code is stale and re-made, never skipped or resumed
+    from hcbench.codeprint import card_code
+
+    assert new.run.code == card_code(TINY)
+    config = json.loads(path.with_name(f"{TINY}.config.json").read_text())
+    assert config["code"]["fingerprint"] == new.run.code and "hcbench.adapters.attributes" in config["code"]["modules"]
+    raw = json.loads(path.read_text())
+    raw["run"]["code"] = "sha256:" + "0" * 64
+    path.write_text(json.dumps(raw))
+    assert main(_args("res", "work3", synth_suite)) == 0
+    assert len(calls) == 4
+    assert read_record(path).run.code == card_code(TINY)
 
 
 def test_force_retrains_from_scratch_over_a_complete_checkpoint(env: Path, synth_suite: Path, capfd):

@@ -203,6 +203,25 @@ def test_every_hidden_record_is_counted(tmp_path: Path):
     assert "2 records outside suite smoke (old/: 1, other/: 1)" in render(board, "markdown")
 
 
+def test_records_made_by_other_code_are_counted_in_a_footnote(tmp_path: Path):
+    """A record's numbers are only this checkout's when its run.code is the card's current code
+    fingerprint: the others are shown, counted and named as such."""
+    from hcbench.cards import get_card, resolve
+    from hcbench.codeprint import card_code
+
+    root = tmp_path / "results"
+    for backbone, code in (("vit_tiny", card_code("synth_pose")), ("vit_small", "sha256:" + "0" * 64),
+                           ("vit_base", None)):
+        rec = make_record(backbone, "synth_pose", "pose", {"PCK": 0.5}, "PCK")
+        rec.card.sha256 = resolve(get_card("synth_pose"), "smoke").sha256
+        rec.run.code = code
+        write_record(root / "smoke" / backbone / "synth_pose.json", rec)
+    board = leaderboard_frame(root)
+    assert board.other_code == 2 and len(board.backbones) == 3
+    assert "2 shown records were made by other code than this hcbench's" in render(board, "table")
+    assert json.loads(render(board, "json"))["made_by_other_code"] == 2
+
+
 # --------------------------------------------------------------------------- terminal width
 @pytest.fixture
 def wide_tree(tmp_path: Path) -> Path:
