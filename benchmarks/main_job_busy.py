@@ -176,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the neighbours and the job are killed on the way out
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    # Ctrl-C always interrupts (and cleans up), also when started from a shell's background job,
+    # which hands SIGINT over ignored: the busy loops must never outlive the benchmark
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     cores = usable_cores()
     n_busy = cores if args.neighbours is None else args.neighbours

@@ -62,9 +62,16 @@ def test_main_job_busy_tiny(tmp_path):
     assert not _procs_with(f"hcbench busy neighbour of {proc.pid}")
 
 
+def _default_sigint() -> None:
+    # a shell starts background jobs (`cmd &`, as CI may run pytest) with SIGINT ignored, which
+    # the child inherits and Python then keeps: restore it, as a terminal's Ctrl-C would find it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupt_stops_neighbours_and_job(tmp_path):
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "--tiny", "--busy-first", "--keep", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=ENV)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=ENV,
+                            preexec_fn=_default_sigint)
     marker = f"hcbench busy neighbour of {proc.pid}"
     try:
         deadline = time.monotonic() + 600
