@@ -24,7 +24,7 @@ def test_suites_name_existing_cards():
     assert {"hcb15", "smoke"} <= set(suites)
     assert len(suites["hcb15"].cards) == 15 and len(set(suites["hcb15"].cards)) == 15
     assert {get_card(c).family for c in suites["smoke"].cards} == {"pose", "parsing", "detection", "reid", "attributes",
-                                                                     "t2i"}
+                                                                     "t2i", "fashion"}
     with pytest.raises(CardError, match="did you mean smoke"):
         get_suite("smoek")
 

@@ -19,7 +19,11 @@ from hcbench.results.store import load_records
 pytestmark = pytest.mark.main_job  # minutes of CPU: CI runs it (`-m main_job`), a plain `pytest` does not
 
 MARGIN = {"pose": 0.25, "parsing": 0.04, "detection": 0.025, "reid": 0.02, "attributes": 0.025,
-          "t2i": 0.025}  # t2i: text->image Rank-1, see the synth_t2i card
+          "t2i": 0.025,  # t2i: text->image Rank-1, see the synth_t2i card
+          # fashion: mask AP, untrained exactly 0.0; trained +0.0028 / +0.0060 / +0.0048 at seeds 0 / 1 / 2
+          # (2026-12-01, box AP +0.017 / +0.043 / +0.041): a two-stage detector from scratch barely starts
+          # in 400 CPU steps, so the margin is a third of the smallest gain (see the synth_fashion card)
+          "fashion": 0.001}
 
 
 def test_smoke_suite_beats_untrained_in_every_family(tmp_path: Path, synth_suite: Path, monkeypatch, capsys):

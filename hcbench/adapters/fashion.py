@@ -5,7 +5,10 @@ Model: backbone ``Features.dense`` -> :class:`~hcbench.backbones.pyramid.SimpleF
 (strides ``backbone.stride / s`` for ``adapter.pyramid_scales``) -> torchvision's RPN (one anchor
 size per level, ``adapter.anchor_sizes``, x ``adapter.anchor_ratios``), RoIAlign box head (two FC
 layers of ``adapter.box_head_dim``) and mask head (``adapter.mask_head_convs`` 3x3 convs of
-``adapter.mask_head_channels``, 28 x 28 masks); the attribute head is one linear layer on the same
+``adapter.mask_head_channels``, 28 x 28 masks; with ``adapter.box_class_agnostic`` /
+``adapter.mask_class_agnostic`` one box regression / one mask per RoI serves every category, as
+detectron2's CLS_AGNOSTIC_BBOX_REG / CLS_AGNOSTIC_MASK, learning from all garments at once, which a
+from-scratch smoke run needs); the attribute head is one linear layer on the same
 box-head representation, a sigmoid per attribute of the dataset (multi-label BCE, mean over
 instances and attributes, times ``adapter.attribute_loss_weight``). In training its RoIs are the
 positive proposals the box head samples, with the attributes of their matched ground truth; at
@@ -186,6 +189,33 @@ class AttributeRoIHeads(RoIHeads):
         return result, losses
 
 
+class _SharedMask(nn.Module):
+    """A class-agnostic mask predictor: one mask logit map per RoI, repeated for every category, so
+    torchvision's mask loss and inference (which pick the channel of the RoI's label) use it for all."""
+
+    def __init__(self, predictor: nn.Module, num_classes: int):
+        super().__init__()
+        self.predictor, self.num_classes = predictor, num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predictor(x).expand(-1, self.num_classes, -1, -1)
+
+
+class _SharedBoxPredictor(nn.Module):
+    """FastRCNNPredictor with class-agnostic box regression: one set of deltas per RoI, repeated for
+    every category, so torchvision's loss (deltas of the RoI's label) and decoding use it for all."""
+
+    def __init__(self, in_channels: int, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.cls_score = nn.Linear(in_channels, num_classes)
+        self.bbox_pred = nn.Linear(in_channels, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.flatten(start_dim=1)
+        return self.cls_score(x), self.bbox_pred(x).repeat(1, self.num_classes)
+
+
 class FashionSegmenter(nn.Module):
     """``forward(images, targets=None)``: Mask R-CNN + attribute losses when training; detections with
     ``boxes``, ``labels`` (1..C), ``scores``, ``masks`` (N x 1 x H x W) and ``attributes`` in eval."""
@@ -203,14 +233,16 @@ class FashionSegmenter(nn.Module):
                              f"{len(strides)} pyramid levels")
         anchors = AnchorGenerator(tuple((float(s),) for s in sizes), (tuple(a.anchor_ratios),) * len(strides))
         names = [str(i) for i in range(len(strides))]
-        ch = a.pyramid_channels
+        ch, mc = a.pyramid_channels, a.mask_head_channels
         det = MaskRCNN(
             _PyramidBody(backbone, pyramid), num_classes=None, rpn_anchor_generator=anchors,
             box_roi_pool=MultiScaleRoIAlign(names, 7, 2), mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
             box_head=TwoMLPHead(ch * 7 * 7, a.box_head_dim),
-            box_predictor=FastRCNNPredictor(a.box_head_dim, num_classes + 1),
+            box_predictor=(_SharedBoxPredictor(a.box_head_dim, num_classes + 1) if a.box_class_agnostic
+                           else FastRCNNPredictor(a.box_head_dim, num_classes + 1)),
             mask_head=MaskRCNNHeads(ch, [a.mask_head_channels] * a.mask_head_convs, 1),
-            mask_predictor=MaskRCNNPredictor(a.mask_head_channels, a.mask_head_channels, num_classes + 1),
+            mask_predictor=(_SharedMask(MaskRCNNPredictor(mc, mc, 1), num_classes + 1) if a.mask_class_agnostic
+                            else MaskRCNNPredictor(mc, mc, num_classes + 1)),
             rpn_pre_nms_top_n_train=a.rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=a.rpn_post_nms_top_n_train,
             rpn_pre_nms_top_n_test=a.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=a.rpn_post_nms_top_n_test,
             rpn_batch_size_per_image=a.rpn_batch_size_per_image, box_batch_size_per_image=a.box_batch_size_per_image,
@@ -218,9 +250,10 @@ class FashionSegmenter(nn.Module):
         )
         old = det.roi_heads
         heads = AttributeRoIHeads(
-            old.box_roi_pool, old.box_head, old.box_predictor, 0.5, 0.5, a.box_batch_size_per_image, 0.25,
-            None, ev.score_thresh, ev.nms_thresh, ev.detections_per_img, mask_roi_pool=old.mask_roi_pool,
-            mask_head=old.mask_head, mask_predictor=old.mask_predictor, num_attributes=num_attributes,
+            old.box_roi_pool, old.box_head, old.box_predictor, a.box_fg_iou_thresh, a.box_bg_iou_thresh,
+            a.box_batch_size_per_image, a.box_positive_fraction, None, ev.score_thresh, ev.nms_thresh,
+            ev.detections_per_img, mask_roi_pool=old.mask_roi_pool, mask_head=old.mask_head,
+            mask_predictor=old.mask_predictor, num_attributes=num_attributes,
             attribute_loss_weight=a.attribute_loss_weight)
         det.roi_heads = heads
         divisible = math.lcm(max(strides), backbone.stride)

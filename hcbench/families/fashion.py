@@ -30,9 +30,14 @@ class FashionAdapterOptions(OptionsModel):
     rpn_post_nms_top_n_test: int = Field(1000, gt=0)
     rpn_batch_size_per_image: int = Field(256, gt=0)
     box_batch_size_per_image: int = Field(512, gt=0)
+    box_positive_fraction: float = Field(0.25, gt=0, le=1)  # of the RoIs sampled per image
+    box_fg_iou_thresh: float = Field(0.5, gt=0, le=1)  # RoIs from here up are a garment's positives
+    box_bg_iou_thresh: float = Field(0.5, ge=0, le=1)  # below: background; in between: not sampled
     box_head_dim: int = Field(1024, gt=0)
+    box_class_agnostic: bool = False  # one box regression per RoI shared by all categories (CLS_AGNOSTIC_BBOX_REG)
     mask_head_channels: int = Field(256, gt=0)
     mask_head_convs: int = Field(4, ge=1)
+    mask_class_agnostic: bool = False  # one mask per RoI shared by all categories (detectron2's CLS_AGNOSTIC_MASK)
     attribute_loss_weight: float = Field(1.0, ge=0)
 
 

@@ -69,7 +69,8 @@ def test_train_step_predict_and_score(fashion_root, tmp_path):
     item = train_ds[0]
     assert item["image"].shape[0] == 3 and item["masks"].shape[1:] == item["image"].shape[1:]
     assert item["attributes"].shape == (len(item["boxes"]), 18)
-    assert max(item["image"].shape[1:]) <= 144 * 1.2 + 1
+    aug = card.augment
+    assert max(item["image"].shape[1:]) <= aug["scale"] * aug["ratio_range"][1] + 1
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
     batch = adapter.collate([train_ds[i] for i in range(2)])
@@ -133,3 +134,29 @@ def test_score_cli(fashion_root, tmp_path, capsys):
         assert rc == 2 and f"{bad} [record 1]" in err and match in err, (key, err)
     rc, _, err = _score(capsys, "--gt", gt, "--pred", tmp_path / "nope.json")
     assert rc == 2 and "nope.json" in err
+
+
+def test_class_agnostic_box_and_mask_heads_share_one_prediction(fashion_root):
+    """adapter.box_class_agnostic / mask_class_agnostic: every category reads the same deltas and mask
+    logits, so torchvision's loss (the label's slice) trains one regressor and one mask for all."""
+    torch.manual_seed(0)
+    card = resolve(get_card("synth_fashion"), "smoke")
+    data = card.model_dump()
+    data["adapter"] = {**data["adapter"], "box_class_agnostic": True, "mask_class_agnostic": True}
+    card = type(card).model_validate(data)
+    adapter = get_adapter("fashion")
+    model = adapter.build_model(build_backbone("vit_tiny", (card.input.height, card.input.width)), card)
+    heads = model.detector.roi_heads
+    n = 1 + 7
+    scores, deltas = heads.box_predictor(torch.randn(5, heads.box_predictor.cls_score.in_features))
+    assert scores.shape == (5, n) and deltas.shape == (5, 4 * n)
+    assert torch.equal(deltas.view(5, n, 4), deltas[:, :4].unsqueeze(1).expand(5, n, 4))
+    masks = heads.mask_predictor(torch.randn(3, card.adapter["mask_head_channels"], 14, 14))
+    assert masks.shape == (3, n, 28, 28) and torch.equal(masks, masks[:, :1].expand_as(masks))
+    train_ds, _ = adapter.build_data(card, fashion_root, "train")
+    model.train()
+    losses = adapter.loss(model, adapter.collate([train_ds[i] for i in range(2)]))
+    losses["loss"].backward()
+    assert heads.box_predictor.bbox_pred.weight.shape[0] == 4 and heads.box_predictor.bbox_pred.weight.grad.abs().sum() > 0
+    assert heads.mask_predictor.predictor.mask_fcn_logits.out_channels == 1
+    assert heads.mask_predictor.predictor.mask_fcn_logits.weight.grad.abs().sum() > 0
