@@ -17,8 +17,9 @@ run in their own process groups and are killed whatever happens (error, Ctrl-C).
 same seed, so their metrics must be identical; the script exits non-zero when they differ.
 
 The figures mean something only on an otherwise idle machine: other jobs load the "alone" run too.
-``hcbench run`` keeps the caller's environment: run this without ``OMP_NUM_THREADS`` to measure
-what a user gets (the header prints it).
+``hcbench run`` keeps the caller's environment: run this without ``OMP_NUM_THREADS`` and
+``OMP_WAIT_POLICY`` to measure what a user gets (the header prints both; importing hcbench sets
+``OMP_WAIT_POLICY=PASSIVE`` when it is unset, see ``hcbench/__init__.py``).
 """
 
 from __future__ import annotations
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                                                               else "the smoke suite")
         print(f"main job ({what}) on {cores} usable core(s); "
               f"{n_busy} busy neighbour(s); OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset (hcbench sets PASSIVE)')}; "
               f"nice {os.nice(0)}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
         synth = tmp / "synth"

@@ -252,9 +252,12 @@ def cmd_pretrain(args) -> int:
             check_backbone_spec(spec)
     cfg = PretrainConfig(
         method=args.method, images=args.images, name=args.name, student=args.student, teacher=args.teacher,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, resume=args.resume, work_dir=args.work_dir,
-        device=args.device, seed=args.seed, size=args.size, checkpoint_every=args.checkpoint_every,
-        max_steps=args.max_steps, backgrounds=args.backgrounds, multi_person=args.multi_person, workers=args.workers)
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        betas=tuple(args.betas), warmup=args.warmup, min_lr=args.min_lr, clip_grad=args.clip_grad,
+        method_options=_method_options(args.method, args.size, args.option), resume=args.resume,
+        work_dir=args.work_dir, device=args.device, seed=args.seed, size=args.size,
+        checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, backgrounds=args.backgrounds,
+        multi_person=args.multi_person, workers=args.workers)
     t0 = time.perf_counter()
     progress = Progress(plain=True if args.quiet else None)
     try:
@@ -265,6 +268,63 @@ def cmd_pretrain(args) -> int:
         print(json.dumps({"student": f"student:{cfg.name}", "folder": str(folder),
                           "wall_s": round(time.perf_counter() - t0, 1)}))
     return 0
+
+
+def _option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as route_weight=[0.2,0.02], got {text!r}")
+    return key.strip().replace("-", "_"), value.strip()
+
+
+def _method_options(method: str, size: str, given: list[tuple[str, str]]) -> dict:
+    """``--option KEY=VALUE`` pairs checked against the method's options (before any image is read):
+    an unknown key or a value of the wrong type is a usage error that lists what the method takes.
+    Values are YAML (``0.2``, ``[0.1, 0.01]``, ``null``) converted to the type of the option's
+    default, so ``1e-4`` is a float and a list becomes the tuple the option holds."""
+    import dataclasses
+
+    import yaml
+
+    from hcbench.pretrain import get_method
+
+    if not given:
+        return {}
+    options_cls = get_method(method).Options
+    base = options_cls.preset(size)
+    known = {f.name: getattr(base, f.name) for f in dataclasses.fields(options_cls)}
+    out = {}
+    for key, text in given:
+        if key not in known:
+            listing = ", ".join(f"{k}={v!r}" for k, v in known.items())
+            raise UsageError(f"pretrain {method}: unknown --option {key!r}; the {size} preset's options: {listing}")
+        try:
+            out[key] = _like(yaml.safe_load(text), known[key])
+        except (TypeError, ValueError, yaml.YAMLError) as e:
+            raise UsageError(f"pretrain {method}: --option {key}={text}: {e} (default: {known[key]!r})") from None
+    options_cls.preset(size, **out)  # the options' own checks
+    return out
+
+
+def _like(value, default):
+    """``value`` as the type of ``default`` (None: anything the YAML gave)."""
+    if value is None or default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)) and not isinstance(value, bool):
+        if isinstance(default, int) and not (isinstance(value, int) or float(value).is_integer()):
+            raise TypeError(f"expected an integer, got {value!r}")
+        return type(default)(value if not isinstance(value, str) else float(value))
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(default):
+            raise TypeError(f"expected {len(default)} values such as {list(default)}, got {value!r}")
+        return tuple(_like(v, d) for v, d in zip(value, default, strict=True))
+    if isinstance(default, str):
+        return str(value)
+    raise TypeError(f"cannot set an option of type {type(default).__name__} from the command line")
 
 
 def cmd_export(args) -> int:
@@ -393,7 +453,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", required=True)
     s.add_argument("--epochs", type=int, default=100)
     s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--lr", type=float, default=1.5e-4)
+    s.add_argument("--lr", type=float, default=1.5e-4, help="peak learning rate, not scaled by the batch size")
+    s.add_argument("--weight-decay", type=float, default=0.05)
+    s.add_argument("--betas", type=float, nargs=2, default=(0.9, 0.95), metavar=("B1", "B2"), help="AdamW betas")
+    s.add_argument("--warmup", type=float, default=0.05, help="fraction of the steps spent warming up")
+    s.add_argument("--min-lr", type=float, default=0.0, help="learning rate at the end of the cosine")
+    s.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the gradient norm (default: no clipping)")
+    s.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="a method option, e.g. route_weight=[0.2,0.02] for dpal (repeatable; an unknown key "
+                        "lists the method's options and their defaults)")
     s.add_argument("--resume", action="store_true")
     s.add_argument("--work-dir", type=Path, default=Path("runs/pretrain"))
     s.add_argument("--size", choices=["full", "small"], default="full",

@@ -150,13 +150,23 @@ def _evaluate(ad, model, card, eval_ds, split, path):
     return ad.score(ad.write_predictions(preds, split, card, path), split, card)
 
 
+def _heldout_loss(ad, model, eval_ds) -> float:
+    model.eval()
+    with torch.no_grad():
+        loss = ad.loss(model, ad.collate([eval_ds[i] for i in range(len(eval_ds))]))["loss"].item()
+    model.train()
+    return loss
+
+
 def test_short_training_run_learns(root, card, tmp_path):
-    """75 AdamW steps of batch 32 at 64x32: the weighted BCE falls and mA beats the untrained model."""
+    """72 AdamW steps of batch 32 at 64x32: the weighted BCE falls, on the training batches and on the
+    held-out split."""
     ad = get_adapter("attributes")
     train_ds, _ = ad.build_data(card, root, "train")
     eval_ds, split = ad.build_data(card, root, "eval")
     model = _model(card)
     before = _evaluate(ad, model, card, eval_ds, split, tmp_path / "a.npz")
+    loss_before = _heldout_loss(ad, model, eval_ds)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.05)
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -170,10 +180,15 @@ def test_short_training_run_learns(root, card, tmp_path):
             opt.step()
             losses.append(loss.item())
     after = _evaluate(ad, model, card, eval_ds, split, tmp_path / "b.npz")
-    print(f"loss {np.mean(losses[:10]):.3f} -> {np.mean(losses[-10:]):.3f}; mA {before['mA']:.3f} -> {after['mA']:.3f}")
+    loss_after = _heldout_loss(ad, model, eval_ds)
+    print(f"loss {np.mean(losses[:10]):.3f} -> {np.mean(losses[-10:]):.3f}; held-out {loss_before:.3f} -> "
+          f"{loss_after:.3f}; mA {before['mA']:.3f} -> {after['mA']:.3f}")
     assert len(losses) == 72
     assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 1.0
-    # +0.016 at seed 0 since the backbone normalises with ImageNet statistics (+0.038 with timm's 0.5/0.5);
-    # 72 steps of a random-init ViT-Ti are noise-dominated on mA (seeds 1 and 2: +0.053, -0.006), so the
-    # margin only guards against "does not learn at all"; the main-job test holds the real per-family margins
-    assert after["mA"] > before["mA"] + 0.01
+    # learning shows on images it never saw: the weighted BCE of the held-out split falls (seed 0:
+    # 12.51 -> 11.95; seeds 1 and 2 of the same run: -0.28, -0.16). mA after 72 steps of a random-init
+    # ViT-Ti is noise-dominated (seed 0: +0.016 on one 2-core machine, +0.0096 on another with other
+    # SIMD kernels; seeds 1 and 2: +0.053, -0.006), so it is only checked not to collapse; the
+    # main-job test holds the real per-family mA margins
+    assert loss_after < loss_before - 0.2
+    assert after["mA"] > before["mA"] - 0.01

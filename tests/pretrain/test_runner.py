@@ -95,3 +95,51 @@ def test_cli_pretrain_runs_and_prints_plain_progress(tmp_path, images, monkeypat
     card = yaml.safe_load((tmp_path / "students" / "cli_kd" / "card.yaml").read_text())
     assert card["size"] == "small" and card["views"]["global_size"] == [128, 64] and card["steps"] == 1
     assert build_backbone("student:cli_kd", (128, 64)).load_report.missing == []
+
+
+def test_cli_pretrain_passes_optimizer_settings_and_method_options(tmp_path, images, monkeypatch, capfd):
+    from hcbench.cli import main
+
+    monkeypatch.setenv("HCBENCH_STUDENTS", str(tmp_path / "students"))
+    rc = main(["--quiet", "pretrain", "dpal", "--student", "pt_vit2_tiny", "--teacher", "pt_vit2_small",
+               "--images", str(images), "--name", "cli_dpal", "--epochs", "1", "--batch-size", "2",
+               "--work-dir", str(tmp_path / "runs"), "--size", "small", "--max-steps", "1", "--workers", "0",
+               "--weight-decay", "0.1", "--betas", "0.9", "0.999", "--warmup", "0.2", "--clip-grad", "3",
+               "--option", "route_weight=[0.2, 0.02]", "--option", "relation-tau=1e-1", "--option", "decoder_heads=2"])
+    assert rc == 0, capfd.readouterr().err
+    config = json.loads((tmp_path / "runs" / "cli_dpal" / "config.json").read_text())
+    assert config["options"]["route_weight"] == [0.2, 0.02] and config["options"]["relation_tau"] == 0.1
+    assert config["options"]["decoder_heads"] == 2 and config["options"]["route_switch"] == 0.1  # untouched
+    assert config["weight_decay"] == 0.1 and config["betas"] == [0.9, 0.999] and config["warmup"] == 0.2
+    # the options are part of the run's identity: resuming with other ones is refused
+    assert config["identity"]["method_options"] == {"route_weight": [0.2, 0.02], "relation_tau": 0.1,
+                                                    "decoder_heads": 2}
+
+
+@pytest.mark.parametrize("option,message", [
+    ("route_wieght=[0.2,0.02]", "unknown --option 'route_wieght'; the small preset's options: decoder_heads=4"),
+    ("route_weight=0.2", "expected 2 values such as [0.1, 0.01]"),
+    ("decoder_heads=2.5", "expected an integer"),
+    ("relation_tau=[", "--option relation_tau=["),
+])
+def test_cli_pretrain_rejects_bad_options_before_reading_images(tmp_path, capfd, option, message):
+    from hcbench.cli import main
+
+    rc = main(["pretrain", "dpal", "--teacher", "pt_vit2_small", "--images", str(tmp_path / "none"),
+               "--name", "x", "--size", "small", "--option", option])
+    assert rc == 2
+    err = capfd.readouterr().err
+    assert message in err and err.startswith("hcbench: error: pretrain dpal:") and "Traceback" not in err
+
+
+def test_cli_pretrain_defaults_are_the_configs():
+    import dataclasses
+
+    from hcbench.cli import build_parser
+    from hcbench.pretrain.runner import PretrainConfig
+
+    args = build_parser().parse_args(["pretrain", "dpal", "--images", "x", "--name", "y"])
+    for f in dataclasses.fields(PretrainConfig):
+        if hasattr(args, f.name) and f.default is not dataclasses.MISSING and f.name not in ("images", "name"):
+            given = getattr(args, f.name)
+            assert (tuple(given) if isinstance(given, list) else given) == f.default, f.name
