@@ -54,6 +54,38 @@ def test_misspelt_backbone_fails_once_before_any_card_runs(tmp_path: Path, monke
     assert not (tmp_path / "res").exists() and not (tmp_path / "w").exists() and not (tmp_path / "synth").exists()
 
 
+@pytest.mark.parametrize("architecture,expect", [
+    ("timm:vit_tiny_patch16_22", "timm has no model 'vit_tiny_patch16_22'; did you mean timm:vit_tiny_patch16_224"),
+    ("vit_tinyy", "unknown backbone 'vit_tinyy'; did you mean vit_tiny"),
+    ("file:other.pth", "a card names an alias, a release or timm:<name>"),
+])
+def test_a_checkpoint_whose_card_names_a_misspelt_architecture_fails_once(tmp_path: Path, monkeypatch, capsys,
+                                                                          architecture, expect):
+    """The architecture inside a ``file:`` checkpoint's card is checked like one given on the command
+    line: one error before any card runs, and ``hcbench inspect`` still shows the layout and the card
+    it suggests instead of a traceback."""
+    from safetensors.torch import save_file
+
+    from hcbench.backbones import build_backbone
+
+    monkeypatch.chdir(tmp_path)
+    save_file({k: v.contiguous() for k, v in build_backbone("vit_tiny", (64, 32)).state_dict().items()},
+              tmp_path / "m.safetensors")
+    (tmp_path / "m.safetensors.yaml").write_text(f"architecture: {architecture}\n")
+    code = main(["--quiet", "run", "--backbone", "file:m.safetensors", "--suite", "smoke", "--out", "res",
+                 "--work-dir", "w", "--synth", "synth", "--device", "cpu", "--no-leaderboard"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("hcbench: error:") == 1 and "Traceback" not in err
+    assert f"backbone file:m.safetensors, card of m.safetensors: architecture {architecture!r}" in err
+    assert expect in err
+    assert not (tmp_path / "res").exists() and not (tmp_path / "synth").exists()
+
+    assert main(["inspect", "m.safetensors"]) == 0
+    out = capsys.readouterr().out
+    assert "layout:     timm" in out and "suggested sidecar (m.safetensors.yaml):" in out
+    assert "no load report: architecture" in out and expect in out
+
+
 @pytest.mark.parametrize("typo,first", [("resnet_18", "resnet18"), ("ResNet-50", "resnet50"),
                                         ("convnext-tiny", "convnext_tiny"),
                                         ("vit_tiny_patch16_244", "vit_tiny_patch16_224")])

@@ -65,9 +65,10 @@ def suggest_card(layout: str, sd: dict[str, torch.Tensor]) -> dict[str, Any]:
 def inspect_checkpoint(path: str | Path, architecture: str | None = None,
                        img_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """Layout, suggested card and load report of a checkpoint (see the module docstring)."""
-    from hcbench.backbones import build_from_card
+    from hcbench.backbones import BackboneSpecError, build_from_card
     from hcbench.backbones.checkpoint import load_into, prepare_state_dict, read_state_dict
     from hcbench.backbones.releases import RELEASES
+    from hcbench.backbones.validate import check_architecture
 
     path = Path(path)
     card = find_card(path) if path.is_file() else None
@@ -91,6 +92,12 @@ def inspect_checkpoint(path: str | Path, architecture: str | None = None,
             out["note"] = "no card and no recognised layout: name the architecture (--architecture)"
             return out
         use = BackboneCard.model_validate(suggested)
+    try:
+        check_architecture(use.architecture)
+    except BackboneSpecError as e:  # the layout and the suggested card above are what fixes it
+        out["report"] = None
+        out["note"] = f"no load report: {e} (correct the card, see the suggestion above, or pass --architecture)"
+        return out
     rel = RELEASES.get(use.architecture)
     size = img_size or (rel.input_size if rel else (256, 192))
     model = build_from_card(use, size, where=str(path))

@@ -12,7 +12,7 @@ import difflib
 from pathlib import Path
 
 from hcbench.backbones import BackboneSpecError, _card, students_dir
-from hcbench.registry import BACKBONES
+from hcbench.registry import BACKBONES, RegistryError
 
 
 def _normal(name: str) -> str:
@@ -38,18 +38,14 @@ def suggest_timm(name: str, n: int = 3) -> list[str]:
 
 
 def check_backbone_spec(spec: str) -> None:
-    """Raise :class:`BackboneSpecError` (or a checkpoint error) naming what is wrong with ``spec``."""
+    """Raise :class:`BackboneSpecError` (or a checkpoint error) naming what is wrong with ``spec``;
+    for a ``file:`` or ``student:`` checkpoint that includes the architecture its card names."""
     kind, sep, rest = spec.partition(":")
     if sep and kind == "timm":
-        import timm
-
-        if not rest or not timm.is_model(rest):
-            close = suggest_timm(rest) if rest else []
-            hint = f"; did you mean {', '.join('timm:' + c for c in close)}?" if close else \
-                "; `hcbench list backbones` or timm.list_models() show the names"
-            raise BackboneSpecError(f"backbone {spec}: timm has no model {rest!r}{hint}")
+        _check_timm(spec, rest)
     elif sep and kind == "file":
-        _card(Path(rest).expanduser())  # missing file, a folder, no card: each its own message
+        path = Path(rest).expanduser()
+        _check_architecture(spec, path, _card(path))  # missing file, a folder, no card: each its own message
     elif sep and kind == "student":
         path = students_dir() / rest / "backbone.safetensors"
         if not path.exists():
@@ -57,9 +53,41 @@ def check_backbone_spec(spec: str) -> None:
             close = difflib.get_close_matches(rest, known, n=3)
             hint = f"did you mean {', '.join(close)}?" if close else f"known students: {', '.join(known) or 'none'}"
             raise BackboneSpecError(f"backbone {spec}: student {rest!r} not found at {path}; {hint}")
-        _card(path)
+        _check_architecture(spec, path, _card(path))
     else:
         BACKBONES.entry(spec)  # RegistryError naming the close registered names
 
 
-__all__ = ["check_backbone_spec", "suggest_timm"]
+def _check_timm(spec: str, name: str) -> None:
+    import timm
+
+    if not name or not timm.is_model(name):
+        close = suggest_timm(name) if name else []
+        hint = f"; did you mean {', '.join('timm:' + c for c in close)}?" if close else \
+            "; `hcbench list backbones` or timm.list_models() show the names"
+        raise BackboneSpecError(f"backbone {spec}: timm has no model {name!r}{hint}")
+
+
+def check_architecture(arch: str) -> None:
+    """Raise :class:`BackboneSpecError` unless ``arch`` -- what a backbone card names -- exists: a
+    registered alias or release, or a timm model (close names suggested as on the command line)."""
+    if arch.startswith(("file:", "student:")):
+        raise BackboneSpecError(f"architecture {arch!r}: a card names an alias, a release or timm:<name>")
+    try:
+        if arch.startswith("timm:"):
+            _check_timm(arch, arch.removeprefix("timm:"))
+        else:
+            BACKBONES.entry(arch)
+    except (BackboneSpecError, RegistryError) as e:
+        detail = str(e).removeprefix(f"backbone {arch}: ")
+        raise BackboneSpecError(f"architecture {arch!r} does not exist: {detail}") from None
+
+
+def _check_architecture(spec: str, path: Path, card) -> None:
+    try:
+        check_architecture(card.architecture)
+    except BackboneSpecError as e:
+        raise BackboneSpecError(f"backbone {spec}, card of {path}: {e}") from None
+
+
+__all__ = ["check_architecture", "check_backbone_spec", "suggest_timm"]
