@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hcbench.cli import _shown_default, build_parser, main
+from hcbench.cli import build_parser, main
+from hcbench.cli.parser import _shown_default
 
 
 def _parsers(p: argparse.ArgumentParser, path: str = "hcbench"):

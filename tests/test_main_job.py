@@ -19,11 +19,17 @@ from hcbench.results.store import load_records
 pytestmark = pytest.mark.main_job  # minutes of CPU: CI runs it (`-m main_job`), a plain `pytest` does not
 
 MARGIN = {"pose": 0.25, "parsing": 0.04, "detection": 0.025, "reid": 0.02, "attributes": 0.025,
-          "t2i": 0.025,  # t2i: text->image Rank-1, see the synth_t2i card
           # fashion: mask AP, untrained exactly 0.0; trained +0.0028 / +0.0060 / +0.0048 at seeds 0 / 1 / 2
           # (2026-12-01, box AP +0.017 / +0.043 / +0.041): a two-stage detector from scratch barely starts
           # in 400 CPU steps, so the margin is a third of the smallest gain (see the synth_fashion card)
-          "fashion": 0.001}
+          "fashion": 0.001,
+          # t2i: text->image R@10 (see below)
+          "t2i": 0.05}
+# The metric each family's learning is read on: the card's primary, except text-to-image. Its Rank-1
+# over the smoke set's 240 captions moves in steps of 1/240 and stays near chance after 240 CPU steps
+# (seed 0, 2026-12-01, on a second 2-core machine: 0.0125 untrained -> 0.0375 trained, exactly the
+# old 0.025 margin, which float rounding then missed); R@10 on the same run: 0.196 -> 0.296.
+METRIC = {"t2i": "rank10"}
 
 
 def test_smoke_suite_beats_untrained_in_every_family(tmp_path: Path, synth_suite: Path, monkeypatch, capsys):
@@ -43,9 +49,11 @@ def test_smoke_suite_beats_untrained_in_every_family(tmp_path: Path, synth_suite
         base, _ = run_one(RunSpec(backbone="vit_tiny", card=name, tier=suite.tier, seed=0, suite="untrained",
                                   out=tmp_path / "untrained", work_dir=tmp_path / "w0", synth_dir=synth_suite,
                                   device="cpu", train=False), Progress(enabled=False))
-        sign = 1 if higher_is_better(rec.primary) else -1
-        gains[name] = sign * (rec.metrics[rec.primary] - base.metrics[rec.primary])
+        metric = METRIC.get(get_card(name).family, rec.primary)
+        sign = 1 if higher_is_better(metric) else -1
+        gains[name] = (metric, sign * (rec.metrics[metric] - base.metrics[metric]))
     print("gains over untrained:", gains)
-    for name, gain in gains.items():
+    for name, (metric, gain) in gains.items():
         family = get_card(name).family
-        assert gain >= MARGIN[family], f"{name}: trained beats untrained by only {gain:.3f} (< {MARGIN[family]})"
+        assert gain >= MARGIN[family] - 1e-9, \
+            f"{name}: trained beats untrained on {metric} by only {gain:.4f} (< {MARGIN[family]})"

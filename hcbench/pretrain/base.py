@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from hcbench.backbones.features import Backbone
+from hcbench.errors import ConfigError
 from hcbench.pretrain.views import MultiViewBatch
 
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token", "mask_token", "queries", "router_token", "prefix_pos")
@@ -34,8 +35,52 @@ class MethodOptions:
     def small(cls) -> MethodOptions:
         return cls()
 
+    @classmethod
+    def from_text(cls, size: str, given: Iterable[tuple[str, str]], where: str = "options") -> dict[str, Any]:
+        """``KEY=VALUE`` pairs as they come from the command line (``--option``), checked against
+        these options: the overrides for :meth:`preset`. Values are YAML (``0.2``, ``[0.1, 0.01]``,
+        ``null``) converted to the type of the option's value in the ``size`` preset, so ``1e-4``
+        is a float and a list becomes the tuple the option holds. An unknown key or a value of
+        the wrong type is a :class:`~hcbench.errors.ConfigError` that lists the options."""
+        import yaml
+
+        base = cls.preset(size)
+        known = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls)}
+        out: dict[str, Any] = {}
+        for key, text in given:
+            if key not in known:
+                listing = ", ".join(f"{k}={v!r}" for k, v in known.items())
+                raise ConfigError(f"{where}: unknown --option {key!r}; the {size} preset's options: {listing}")
+            try:
+                out[key] = _as_type_of(yaml.safe_load(text), known[key])
+            except (TypeError, ValueError, yaml.YAMLError) as e:
+                raise ConfigError(f"{where}: --option {key}={text}: {e} (default: {known[key]!r})") from None
+        cls.preset(size, **out)  # the options' own checks
+        return out
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _as_type_of(value: Any, default: Any) -> Any:
+    """``value`` as the type of ``default`` (a ``None`` default takes what the YAML gave)."""
+    if value is None or default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"expected true or false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)) and not isinstance(value, bool):
+        if isinstance(default, int) and not (isinstance(value, int) or float(value).is_integer()):
+            raise TypeError(f"expected an integer, got {value!r}")
+        return type(default)(float(value) if isinstance(value, str) else value)
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(default):
+            raise TypeError(f"expected {len(default)} values such as {list(default)}, got {value!r}")
+        return tuple(_as_type_of(v, d) for v, d in zip(value, default, strict=True))
+    if isinstance(default, str):
+        return str(value)
+    raise TypeError(f"an option of type {type(default).__name__} cannot be set from the command line")
 
 
 class PretrainMethod(nn.Module):
