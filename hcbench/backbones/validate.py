@@ -42,7 +42,9 @@ def check_backbone_spec(spec: str) -> None:
     for a ``file:`` or ``student:`` checkpoint that includes the architecture its card names."""
     kind, sep, rest = spec.partition(":")
     if sep and kind == "timm":
-        _check_timm(spec, rest)
+        problem = _timm_problem(rest)
+        if problem:
+            raise BackboneSpecError(f"backbone {spec}: {problem}")
     elif sep and kind == "file":
         path = Path(rest).expanduser()
         _check_architecture(spec, path, _card(path))  # missing file, a folder, no card: each its own message
@@ -58,14 +60,16 @@ def check_backbone_spec(spec: str) -> None:
         BACKBONES.entry(spec)  # RegistryError naming the close registered names
 
 
-def _check_timm(spec: str, name: str) -> None:
+def _timm_problem(name: str) -> str | None:
+    """What is wrong with timm model ``name`` (close names suggested), or None if timm has it."""
     import timm
 
-    if not name or not timm.is_model(name):
-        close = suggest_timm(name) if name else []
-        hint = f"; did you mean {', '.join('timm:' + c for c in close)}?" if close else \
-            "; `hcbench list backbones` or timm.list_models() show the names"
-        raise BackboneSpecError(f"backbone {spec}: timm has no model {name!r}{hint}")
+    if name and timm.is_model(name):
+        return None
+    close = suggest_timm(name) if name else []
+    hint = f"; did you mean {', '.join('timm:' + c for c in close)}?" if close else \
+        "; `hcbench list backbones` or timm.list_models() show the names"
+    return f"timm has no model {name!r}{hint}"
 
 
 def check_architecture(arch: str) -> None:
@@ -73,14 +77,16 @@ def check_architecture(arch: str) -> None:
     registered alias or release, or a timm model (close names suggested as on the command line)."""
     if arch.startswith(("file:", "student:")):
         raise BackboneSpecError(f"architecture {arch!r}: a card names an alias, a release or timm:<name>")
-    try:
-        if arch.startswith("timm:"):
-            _check_timm(arch, arch.removeprefix("timm:"))
-        else:
+    if arch.startswith("timm:"):
+        problem = _timm_problem(arch.removeprefix("timm:"))
+    else:
+        try:
             BACKBONES.entry(arch)
-    except (BackboneSpecError, RegistryError) as e:
-        detail = str(e).removeprefix(f"backbone {arch}: ")
-        raise BackboneSpecError(f"architecture {arch!r} does not exist: {detail}") from None
+            problem = None
+        except RegistryError as e:
+            problem = str(e)
+    if problem:
+        raise BackboneSpecError(f"architecture {arch!r} does not exist: {problem}")
 
 
 def _check_architecture(spec: str, path: Path, card) -> None:

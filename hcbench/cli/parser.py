@@ -41,7 +41,6 @@ def _option(text: str) -> tuple[str, str]:
     return key.strip().replace("-", "_"), value.strip()
 
 
-
 def _add_score_parsers(s: argparse.ArgumentParser) -> None:
     """``hcbench score <family>`` for every registered family, options declared by the family."""
     from hcbench.families.base import families
