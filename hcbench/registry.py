@@ -155,11 +155,23 @@ def load_ref(ref: Any) -> Any:
     return obj
 
 
+_INCLUDED: list[str] = []
+
+
+def included() -> tuple[str, ...]:
+    """The ``--include`` files imported so far, in order: a process an executor starts (a pool
+    run, a Slurm job) imports them again, since it knows only the built-in plugins."""
+    return tuple(_INCLUDED)
+
+
 def include(path: str | Path) -> None:
-    """Import a user's Python file (``--include``) so that its registrations take effect."""
+    """Import a user's Python file (``--include``) so that its registrations take effect; a file
+    already included is not imported twice."""
     path = Path(path).resolve()
     if not path.exists():
         raise FileNotFoundError(f"--include {path}: no such file")
+    if str(path) in _INCLUDED:
+        return
     mod_name = f"hcbench_user_{path.stem}_{abs(hash(str(path))) % 10**8}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
     if spec is None or spec.loader is None:
@@ -174,6 +186,7 @@ def include(path: str | Path) -> None:
     finally:
         for reg in ALL:
             reg._source = "builtin"
+    _INCLUDED.append(str(path))
 
 
 BACKBONES: Registry[Callable[..., Any]] = Registry("backbone", "hcbench.backbones", ("hcbench.backbones.zoo",))

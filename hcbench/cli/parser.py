@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also checkpoint every N optimizer steps (default: every epoch)")
     s.add_argument("--no-leaderboard", action="store_true")
     s.add_argument("--executor", choices=["local", "slurm"], default="local")
-    s.add_argument("--jobs", type=int, default=1, help="local executor: parallel runs")
+    s.add_argument("--jobs", type=int, metavar="N",
+                   help="runs at once (local: processes sharing the cores; default: one per core for CPU "
+                        "runs, one on a GPU or under torchrun; slurm: array parallelism, default 1)")
     s.add_argument("--slurm-partition")
     s.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes")
     s.add_argument("--slurm-gpus", type=int, default=1)
