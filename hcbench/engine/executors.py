@@ -4,11 +4,11 @@ resuming from its own checkpoint because a run always resumes from ``<work_dir>/
 
 ``jobs=None`` (auto) runs a CPU suite as a pool of one run per core: the small models of a smoke
 suite use two intra-op threads poorly, so on 2 cores two one-thread runs side by side finished
-the seven-card smoke suite in 0.80x the wall time of one two-thread run after the other (317 s
-vs 394-424 s, issue 18). A GPU, ``torchrun`` and a single run stay in this process. The pool
-starts the runs it has no timing for first, then the rest longest first by the CPU time of an
-earlier record of the same card and tier under ``--out`` (any backbone or seed), so that a
-long card does not start last and leave the other cores idle.
+the seven-card smoke suite in 259 s against 394-424 s for one two-thread run after the other
+(issue 18). A GPU, ``torchrun`` and a single run stay in this process. The pool starts the runs
+it has no timing for first, then the rest longest first by the CPU time of an earlier record of
+the same card and tier under ``--out`` (any backbone or seed), so that a long card does not start
+last while the other cores idle (317 s when the Fashionpedia card, the longest, started last).
 
 A failed run leaves a failure record carrying its error and the others go on. The command
 line builds the :class:`~hcbench.engine.spec.RunSpec` list and an :class:`ExecutorConfig`;
@@ -134,12 +134,15 @@ def run_local(specs: list[RunSpec], progress: Progress) -> int:
 
 
 def run_local_pool(specs: list[RunSpec], jobs: int, progress: Progress) -> int:
-    """``jobs`` runs at a time in spawned processes, each on its share of the cores."""
+    """``jobs`` runs at a time in spawned processes, each on its share of the cores. An interrupt
+    (Ctrl-C) or any error here stops the pool: queued runs never start and running ones are
+    terminated (each resumes from its last checkpoint next time)."""
     failures = 0
     jobs = min(jobs, len(specs))
     share = max(1, usable_cores() // jobs)
     ordered = start_order(specs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+    try:
         futures = {pool.submit(_run_in_child, s, share, included()): s for s in ordered}
         progress.log(f"{len(specs)} card(s) on {jobs} parallel runs of {share} thread(s) each; starting "
                      f"{', '.join(_card_name(s) for s in ordered)}")
@@ -151,7 +154,27 @@ def run_local_pool(specs: list[RunSpec], jobs: int, progress: Progress) -> int:
                 ok = False
             failures += not ok
             progress.log(f"card {k}/{len(specs)} finished: {futures[fut].card} ({'ok' if ok else 'FAILED'})")
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown()
     return failures
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued runs and terminate the running ones. A pool process survives a
+    KeyboardInterrupt in its run (it reports it and takes the next one) and a shutdown waits
+    for it, so the processes are terminated, not joined."""
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14: shuts down, cancels, terminates
+        pool.terminate_workers()
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
 
 
 def run_slurm(specs: list[RunSpec], config: ExecutorConfig, progress: Progress) -> int:

@@ -14,6 +14,7 @@ import pytest
 from hcbench.engine import executors as X
 from hcbench.engine.spec import RunSpec
 from hcbench.errors import ConfigError
+from hcbench.results.store import iter_record_files
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "docs" / "examples" / "toy_family.py"
@@ -94,3 +95,62 @@ def test_a_pool_run_imports_the_include_files_again(tmp_path: Path):
     for name in ("toy_bright", "toy_bright2"):
         record = json.loads((tmp_path / "results" / "adhoc" / "toy_vit" / f"{name}.smoke.json").read_text())
         assert record["status"] == "ok" and record["card"]["family"] == "toy_bright"
+
+
+@pytest.fixture
+def slow_cards(tmp_path: Path) -> Path:
+    """A tasks folder with three copies of the attributes smoke card that each train for minutes."""
+    import shutil
+
+    import yaml
+
+    tasks = tmp_path / "tasks"
+    shutil.copytree(REPO / "tasks", tasks)
+    card = yaml.safe_load((REPO / "tasks" / "synth_attr.yaml").read_text())
+    card["input"] = {"height": 64, "width": 32}
+    card["schedule"].update(epochs=1000, max_iters=100_000)
+    card["tiers"] = {}
+    for name in ("long_a", "long_b", "long_c"):
+        (tasks / f"{name}.yaml").write_text(yaml.safe_dump({**card, "name": name}, sort_keys=False))
+    return tasks
+
+
+@pytest.mark.parametrize("whom", ["group", "parent"])
+def test_an_interrupted_pool_stops_every_run(tmp_path: Path, slow_cards: Path, synth_suite: Path, whom: str):
+    """Ctrl-C in a terminal signals the whole process group; `kill -INT` only the parent. Either
+    way the command ends promptly, no pool process outlives it and the queued run never starts."""
+    import signal
+    import time
+
+    env = {**os.environ, "HCBENCH_TASKS": str(slow_cards), "HCBENCH_WORKERS": "0"}
+    cmd = [sys.executable, "-m", "hcbench.cli", "run", "--backbone", "vit_tiny", "--card", "long_a", "--card", "long_b",
+           "--card", "long_c", "--synth", str(synth_suite), "--device", "cpu", "--jobs", "2", "--no-leaderboard"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not any((tmp_path / "runs").rglob("*")) and time.monotonic() < deadline:  # both runs have begun
+            time.sleep(0.5)
+        time.sleep(3)
+        if whom == "group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0, out
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # nothing of the command's process group is left
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"processes of the interrupted command still run:\n{out}")
+    # the two running runs had written their effective config; the queued one never started
+    started = sorted(p.name for p in (tmp_path / "results").rglob("*.config.json"))
+    assert started == ["long_a.config.json", "long_b.config.json"], out
+    assert not iter_record_files(tmp_path / "results"), out  # no run finished, none was recorded as failed
