@@ -115,6 +115,14 @@ def slow_cards(tmp_path: Path) -> Path:
     return tasks
 
 
+def _default_sigint() -> None:
+    # a shell starts background jobs (`cmd &`, as CI may run pytest) with SIGINT ignored, which
+    # the child inherits and Python then keeps: restore it, as a terminal's Ctrl-C would find it
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("whom", ["group", "parent"])
 def test_an_interrupted_pool_stops_every_run(tmp_path: Path, slow_cards: Path, synth_suite: Path, whom: str):
     """Ctrl-C in a terminal signals the whole process group; `kill -INT` only the parent. Either
@@ -126,7 +134,7 @@ def test_an_interrupted_pool_stops_every_run(tmp_path: Path, slow_cards: Path, s
     cmd = [sys.executable, "-m", "hcbench.cli", "run", "--backbone", "vit_tiny", "--card", "long_a", "--card", "long_b",
            "--card", "long_c", "--synth", str(synth_suite), "--device", "cpu", "--jobs", "2", "--no-leaderboard"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 300
         while not any((tmp_path / "runs").rglob("*")) and time.monotonic() < deadline:  # both runs have begun
