@@ -17,7 +17,6 @@ this module imports the runner, never the other way round.
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -33,7 +32,7 @@ from hcbench.engine.spec import RunSpec
 from hcbench.engine.threads import set_cpu_budget, usable_cores
 from hcbench.errors import ConfigError
 from hcbench.registry import include, included
-from hcbench.results.store import iter_record_files
+from hcbench.results.store import RecordError, iter_record_files, read_record
 
 
 @dataclass
@@ -62,12 +61,13 @@ def resolve_jobs(config: ExecutorConfig, specs: list[RunSpec]) -> int:
 
 
 def _card_name(spec: RunSpec) -> str:
+    # a card file's name is its file name (hcbench.cards checks it), which its records carry
     return Path(spec.card).stem if spec.card.endswith((".yaml", ".yml")) else spec.card
 
 
 def earlier_cpu_s(specs: list[RunSpec]) -> dict[tuple[str, str], float]:
     """CPU seconds of the newest finished record of each (card, tier) of ``specs`` found under
-    their ``out`` folders, any backbone or seed. A hint for ordering, so unreadable files are skipped."""
+    their ``out`` folders, any backbone or seed. A hint for ordering, so unreadable records are skipped."""
     wanted = {(_card_name(s), s.tier) for s in specs}
     newest: dict[tuple[str, str], tuple[str, float]] = {}
     for out in {Path(s.out) for s in specs}:
@@ -75,15 +75,12 @@ def earlier_cpu_s(specs: list[RunSpec]) -> dict[tuple[str, str], float]:
             continue
         for path in iter_record_files(out):
             try:
-                rec = json.loads(path.read_text())
-                key = (rec["card"]["name"], rec["card"]["tier"])
-                run = rec["run"]
-                cpu = float(run.get("cpu_s") or run["wall_s"])
-                started = str(run.get("started", ""))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                rec = read_record(path)
+            except RecordError:
                 continue
-            if key in wanted and rec.get("status") == "ok" and started >= newest.get(key, ("", 0.0))[0]:
-                newest[key] = (started, cpu)
+            key = (rec.card.name, rec.card.tier)
+            if key in wanted and rec.status == "ok" and rec.run.started >= newest.get(key, ("", 0.0))[0]:
+                newest[key] = (rec.run.started, rec.run.cpu_s if rec.run.cpu_s is not None else rec.run.wall_s)
     return {k: cpu for k, (_, cpu) in newest.items()}
 
 

@@ -53,11 +53,17 @@ def test_gpu_torchrun_slurm_and_explicit_jobs(cores, monkeypatch):
         X.resolve_jobs(X.ExecutorConfig(jobs=0), _specs(3, device="cpu"))
 
 
+TEMPLATE = REPO / "results" / "student-recipe" / "recipe" / "vit_tiny" / "synth_attr.smoke.json"  # a real record
+
+
 def _record(out: Path, backbone: str, card: str, tier: str, cpu_s: float, started: str, status: str = "ok") -> None:
+    rec = json.loads(TEMPLATE.read_text())
+    rec["card"].update(name=card, tier=tier)
+    rec["run"].update(cpu_s=cpu_s, wall_s=cpu_s / 2, started=started)
+    rec.update(status=status, error="RuntimeError: boom" if status == "failed" else None)
     path = out / "smoke" / backbone / f"{card}.{tier}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"schema": "hcbench.result/1", "card": {"name": card, "tier": tier},
-                                "run": {"cpu_s": cpu_s, "wall_s": cpu_s / 2, "started": started}, "status": status}))
+    path.write_text(json.dumps(rec))
 
 
 def test_pool_starts_unknown_runs_first_then_the_longest(tmp_path: Path):
